@@ -152,46 +152,52 @@ pub struct PollSettings {
 /// messages its partial batch response does not name, until `shutdown` turns true.
 pub async fn poll_queue(sqs: aws_sdk_sqs::Client, worker: Arc<Worker>, settings: PollSettings, mut shutdown: watch::Receiver<bool>) {
     loop {
-        let received = tokio::select! {
-            received = sqs
-                .receive_message()
-                .queue_url(&settings.queue_url)
-                .max_number_of_messages(settings.batch_size)
-                .visibility_timeout(settings.visibility_timeout.as_secs() as i32)
-                .wait_time_seconds(settings.wait_time.as_secs() as i32)
-                .send() => received,
+        let polled = tokio::select! {
+            polled = poll_once(&sqs, &worker, &settings) => polled,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
-        let messages = match received {
-            Ok(output) => output.messages.unwrap_or_default(),
-            Err(error) => {
-                warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&error), "receiving from the work queue failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        if messages.is_empty() {
-            continue;
+        if let Err(error) = polled {
+            warn!(%error, "receiving from the work queue failed; retrying");
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
-
-        let mut event = SqsEvent::default();
-        let mut receipts = Vec::with_capacity(messages.len());
-        for message in messages {
-            let mut record = SqsMessage::default();
-            record.message_id = message.message_id.clone();
-            record.body = message.body;
-            receipts.push((message.message_id.unwrap_or_default(), message.receipt_handle.unwrap_or_default()));
-            event.records.push(record);
-        }
-        let response = reprocess_worker::handle(&worker, LambdaEvent::new(event, Context::default())).await;
-        let failed: Vec<String> =
-            response.batch_item_failures.iter().map(|failure| failure.item_identifier.clone()).collect();
-        let done: Vec<_> = receipts.into_iter().filter(|(id, _)| !failed.contains(id)).collect();
-        if !failed.is_empty() {
-            info!(failed = failed.len(), "messages left for a later delivery");
-        }
-        delete_messages(&sqs, &settings.queue_url, done).await;
     }
+}
+
+/// One receive, one invocation of the worker's handler, one delete of what it handled.
+/// Answers how many messages were received.
+pub async fn poll_once(sqs: &aws_sdk_sqs::Client, worker: &Worker, settings: &PollSettings) -> Result<usize, String> {
+    let output = sqs
+        .receive_message()
+        .queue_url(&settings.queue_url)
+        .max_number_of_messages(settings.batch_size)
+        .visibility_timeout(settings.visibility_timeout.as_secs() as i32)
+        .wait_time_seconds(settings.wait_time.as_secs() as i32)
+        .send()
+        .await
+        .map_err(|error| aws_sdk_sqs::error::DisplayErrorContext(&error).to_string())?;
+    let messages = output.messages.unwrap_or_default();
+    if messages.is_empty() {
+        return Ok(0);
+    }
+    let received = messages.len();
+
+    let mut event = SqsEvent::default();
+    let mut receipts = Vec::with_capacity(received);
+    for message in messages {
+        let mut record = SqsMessage::default();
+        record.message_id = message.message_id.clone();
+        record.body = message.body;
+        receipts.push((message.message_id.unwrap_or_default(), message.receipt_handle.unwrap_or_default()));
+        event.records.push(record);
+    }
+    let response = reprocess_worker::handle(worker, LambdaEvent::new(event, Context::default())).await;
+    let failed: Vec<String> = response.batch_item_failures.iter().map(|failure| failure.item_identifier.clone()).collect();
+    if !failed.is_empty() {
+        info!(failed = failed.len(), "messages left for a later delivery");
+    }
+    let done: Vec<_> = receipts.into_iter().filter(|(id, _)| !failed.contains(id)).collect();
+    delete_messages(sqs, &settings.queue_url, done).await;
+    Ok(received)
 }
 
 async fn delete_messages(sqs: &aws_sdk_sqs::Client, queue_url: &str, done: Vec<(String, String)>) {

@@ -56,8 +56,11 @@ pub struct Backends {
 
 impl Backends {
     pub fn new(sdk: &SdkConfig, settings: &Settings) -> Self {
-        let dynamo = Arc::new(Dynamo::new(aws_sdk_dynamodb::Client::new(sdk), settings.tables.clone()));
-        let sqs = aws_sdk_sqs::Client::new(sdk);
+        Self::from_clients(aws_sdk_dynamodb::Client::new(sdk), aws_sdk_sqs::Client::new(sdk), settings)
+    }
+
+    pub fn from_clients(dynamo: aws_sdk_dynamodb::Client, sqs: aws_sdk_sqs::Client, settings: &Settings) -> Self {
+        let dynamo = Arc::new(Dynamo::new(dynamo, settings.tables.clone()));
         let ports = Ports {
             config: dynamo.clone(),
             content: dynamo.clone(),
