@@ -19,6 +19,7 @@ pub struct Received {
     pub idempotency_key: String,
     pub headers: hyper::HeaderMap,
     pub body: Value,
+    pub at: std::time::Instant,
 }
 
 /// What the receiver answers, in order; the last answer repeats.
@@ -64,6 +65,7 @@ impl Webhook {
                                     .to_owned(),
                                 headers: parts.headers.clone(),
                                 body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                                at: std::time::Instant::now(),
                             });
                             let answer = {
                                 let mut answers = answers.lock().unwrap();

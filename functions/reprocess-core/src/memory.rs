@@ -146,6 +146,12 @@ impl ContentStore for Memory {
         stored.insert(item.key.clone(), content.clone());
         Ok(())
     }
+
+    async fn delete(&self, item: &ItemRef) -> Result<bool, BackendError> {
+        let mut state = self.state.lock().unwrap();
+        let stored = state.content.get_mut(&(item.storage_unit.clone(), item.scope.clone()));
+        Ok(stored.is_some_and(|stored| stored.remove(&item.key).is_some()))
+    }
 }
 
 fn expected(item: &QueueItem, expect: &Expect) -> bool {

@@ -58,6 +58,8 @@ pub trait ContentStore: Send + Sync {
     ) -> Result<Page<Key>, BackendError>;
     /// Stores the content; with `only_if_absent`, refuses with `Error::KeyExists`.
     async fn put(&self, item: &ItemRef, content: &Value, only_if_absent: bool) -> Result<(), Error>;
+    /// Deletes the content; false when it was not stored.
+    async fn delete(&self, item: &ItemRef) -> Result<bool, BackendError>;
 }
 
 /// What `QueueStore::enqueue` did to the item.

@@ -390,6 +390,23 @@ impl ContentStore for Dynamo {
             Err(error) => Err(classify(OP, &error).into()),
         }
     }
+
+    async fn delete(&self, item: &ItemRef) -> Result<bool, BackendError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.content)
+            .set_key(Some(content_key(item)))
+            .condition_expression("attribute_exists(#k)")
+            .expression_attribute_names("#k", "key")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(is_conditional_failure) => Ok(false),
+            Err(error) => Err(classify("deleting content", &error)),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
