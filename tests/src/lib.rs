@@ -43,9 +43,9 @@ pub fn sdk_config() -> SdkConfig {
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(endpoint())
         .region(Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        )))
+        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
+            aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "tests"),
+        ))
         .build()
 }
 
@@ -124,7 +124,9 @@ impl TestBed {
         let dynamo = aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(requests.clone()).build(),
         );
-        let sqs = aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(&sdk).interceptor(requests.clone()).build());
+        let sqs = aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&sdk).interceptor(requests.clone()).build(),
+        );
         let backends = Backends::from_clients(dynamo.clone(), sqs.clone(), &settings);
         let worker = Arc::new(reprocess_worker::build_worker(&backends, reqwest::Client::new()));
         Self {
@@ -267,7 +269,11 @@ async fn health_check(sqs: &aws_sdk_sqs::Client) {
 }
 
 /// A work queue shaped like the template's: same redrive to a dead-letter queue of its own.
-async fn create_work_queue(sqs: &aws_sdk_sqs::Client, suffix: &str, max_receive_count: Option<u32>) -> (String, String) {
+async fn create_work_queue(
+    sqs: &aws_sdk_sqs::Client,
+    suffix: &str,
+    max_receive_count: Option<u32>,
+) -> (String, String) {
     let template_queue = stack_variable("WORK_QUEUE_URL");
     let template = sqs
         .get_queue_attributes()
@@ -278,8 +284,12 @@ async fn create_work_queue(sqs: &aws_sdk_sqs::Client, suffix: &str, max_receive_
         .unwrap()
         .attributes
         .unwrap_or_default();
-    let redrive: Value = serde_json::from_str(template.get(&QueueAttributeName::RedrivePolicy).expect("the template's queue has a redrive policy")).unwrap();
-    let template_receives = redrive["maxReceiveCount"].as_u64().or_else(|| redrive["maxReceiveCount"].as_str()?.parse().ok()).unwrap();
+    let redrive: Value = serde_json::from_str(
+        template.get(&QueueAttributeName::RedrivePolicy).expect("the template's queue has a redrive policy"),
+    )
+    .unwrap();
+    let template_receives =
+        redrive["maxReceiveCount"].as_u64().or_else(|| redrive["maxReceiveCount"].as_str()?.parse().ok()).unwrap();
 
     let dlq_url = sqs.create_queue().queue_name(format!("test-dlq-{suffix}")).send().await.unwrap().queue_url.unwrap();
     let dlq_arn = sqs

@@ -47,7 +47,9 @@ impl Webhook {
         let log = received.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let (log, answers) = (log.clone(), answers.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
@@ -79,7 +81,8 @@ impl Webhook {
                                     (200, String::new())
                                 }
                             };
-                            let response = hyper::Response::builder().status(status).body(Full::new(Bytes::from(body))).unwrap();
+                            let response =
+                                hyper::Response::builder().status(status).body(Full::new(Bytes::from(body))).unwrap();
                             Ok::<_, hyper::Error>(response)
                         }
                     });

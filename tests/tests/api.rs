@@ -64,10 +64,14 @@ async fn post_works_on_the_key_route_and_other_methods_are_refused() {
     let bed = enabled_bed().await;
     bed.store("index", "doc-1", json!({})).await;
 
-    let (status, _) = answer(reprocess_key::handle(&bed.backends.ports, key_event(&bed, "POST", "doc-1", "doc-1", "index").request()).await);
+    let (status, _) = answer(
+        reprocess_key::handle(&bed.backends.ports, key_event(&bed, "POST", "doc-1", "doc-1", "index").request()).await,
+    );
     assert_eq!(status, 200);
 
-    let response = reprocess_key::handle(&bed.backends.ports, key_event(&bed, "DELETE", "doc-1", "doc-1", "index").request()).await;
+    let response =
+        reprocess_key::handle(&bed.backends.ports, key_event(&bed, "DELETE", "doc-1", "doc-1", "index").request())
+            .await;
     assert_eq!(response.headers().get("allow").unwrap(), "GET, POST");
     let (status, body) = answer(response);
     assert_eq!((status, body["message"].as_str()), (405, Some("METHOD_NOT_ALLOWED")));
@@ -79,18 +83,26 @@ async fn preconditions_answer_their_codes() {
     bed.store("index", "doc-1", json!({})).await;
     let ports = &bed.backends.ports;
 
-    let (status, body) = answer(reprocess_key::handle(ports, key_event(&bed, "GET", "doc-1", "doc-1", "index").request()).await);
+    let (status, body) =
+        answer(reprocess_key::handle(ports, key_event(&bed, "GET", "doc-1", "doc-1", "index").request()).await);
     assert_eq!((status, body["message"].as_str()), (404, Some("STORAGE_UNIT_NOT_FOUND")), "{body}");
 
     bed.configure(json!({"reprocessQueue": {"enabled": false}})).await;
-    let (status, body) = answer(reprocess_key::handle(ports, key_event(&bed, "GET", "doc-1", "doc-1", "index").request()).await);
+    let (status, body) =
+        answer(reprocess_key::handle(ports, key_event(&bed, "GET", "doc-1", "doc-1", "index").request()).await);
     assert_eq!((status, body["message"].as_str()), (409, Some("REPROCESS_QUEUE_DISABLED")), "{body}");
 
     bed.configure(json!({"reprocessQueue": {"enabled": true}})).await;
-    let (status, body) = answer(reprocess_key::handle(ports, key_event(&bed, "GET", "nope", "nope", "index").request()).await);
+    let (status, body) =
+        answer(reprocess_key::handle(ports, key_event(&bed, "GET", "nope", "nope", "index").request()).await);
     assert_eq!((status, body["message"].as_str()), (404, Some("KEY_NOT_FOUND")), "{body}");
-    let (status, body) = answer(reprocess_key::handle(ports, key_event(&bed, "GET", "doc-1", "doc-1", "ocr").request()).await);
-    assert_eq!((status, body["message"].as_str()), (404, Some("KEY_NOT_FOUND")), "a key is looked up in its scope: {body}");
+    let (status, body) =
+        answer(reprocess_key::handle(ports, key_event(&bed, "GET", "doc-1", "doc-1", "ocr").request()).await);
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (404, Some("KEY_NOT_FOUND")),
+        "a key is looked up in its scope: {body}"
+    );
 
     for body in [&body] {
         let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
@@ -184,9 +196,13 @@ async fn when_no_listed_key_is_stored_the_answer_is_key_not_found() {
 #[tokio::test(flavor = "multi_thread")]
 async fn all_and_reset_answer_through_their_events() {
     let bed = enabled_bed().await;
-    let all = HttpApiEvent::new("POST", "/reprocess/all/{storageUnit}/{scope}", &format!("/reprocess/all/{}/index", bed.unit))
-        .path_parameter("storageUnit", bed.unit.as_str())
-        .path_parameter("scope", "index");
+    let all = HttpApiEvent::new(
+        "POST",
+        "/reprocess/all/{storageUnit}/{scope}",
+        &format!("/reprocess/all/{}/index", bed.unit),
+    )
+    .path_parameter("storageUnit", bed.unit.as_str())
+    .path_parameter("scope", "index");
     let (status, body) = answer(reprocess_all::handle(&bed.backends.ports, all.request()).await);
     assert_eq!(status, 200, "{body}");
     assert!(body["expansionId"].as_str().is_some_and(|id| !id.is_empty()));
@@ -205,9 +221,9 @@ async fn a_backend_outage_is_a_503_without_internals() {
         .behavior_version(aws_config::BehaviorVersion::latest())
         .endpoint_url("http://127.0.0.1:9")
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        )))
+        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
+            aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "tests"),
+        ))
         .build();
     let settings = reprocess_core::runtime::Settings {
         tables: reprocess_core::adapters::dynamo::Tables {
@@ -220,7 +236,8 @@ async fn a_backend_outage_is_a_503_without_internals() {
     };
     let down = reprocess_core::runtime::Backends::new(&dead, &settings);
 
-    let (status, body) = answer(reprocess_key::handle(&down.ports, key_event(&bed, "GET", "doc", "doc", "index").request()).await);
+    let (status, body) =
+        answer(reprocess_key::handle(&down.ports, key_event(&bed, "GET", "doc", "doc", "index").request()).await);
 
     assert_eq!((status, body["message"].as_str()), (503, Some("SERVICE_UNAVAILABLE")), "{body}");
     let text = body.to_string();

@@ -80,7 +80,8 @@ async fn queueing_a_waiting_key_again_coalesces_and_nothing_runs() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_queued_while_assigned_runs_once_more_after_the_current_run() {
-    let (bed, webhook) = bed_with(vec![Answer::Slow(Duration::from_millis(1500)), Answer::Status(200)], json!({})).await;
+    let (bed, webhook) =
+        bed_with(vec![Answer::Slow(Duration::from_millis(1500)), Answer::Status(200)], json!({})).await;
     bed.store("index", "doc", json!({"v": 1})).await;
     let item = bed.item("index", "doc");
     bed.backends.ports.queue_key(&item).await.unwrap();
@@ -110,7 +111,8 @@ async fn a_key_queued_while_assigned_runs_once_more_after_the_current_run() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_lease_is_taken_over_and_the_old_holders_outcome_dropped() {
-    let (bed, webhook) = bed_with(vec![Answer::Slow(Duration::from_millis(1500)), Answer::Status(200)], json!({})).await;
+    let (bed, webhook) =
+        bed_with(vec![Answer::Slow(Duration::from_millis(1500)), Answer::Status(200)], json!({})).await;
     bed.store("index", "doc", json!({})).await;
     let item = bed.item("index", "doc");
     bed.backends.ports.queue_key(&item).await.unwrap();
@@ -120,7 +122,10 @@ async fn an_expired_lease_is_taken_over_and_the_old_holders_outcome_dropped() {
     let now = bed.backends.ports.clock.now();
     let expect = Expect::Takeable { token: queued.dispatch.token.clone(), now };
     let take = Change::Assign { owner: "dead-worker".into(), lease_expires_at: now + 1000, now };
-    assert!(matches!(bed.backends.ports.queue.transition(&item, &expect, &take).await.unwrap(), Transition::Applied(_)));
+    assert!(matches!(
+        bed.backends.ports.queue.transition(&item, &expect, &take).await.unwrap(),
+        Transition::Applied(_)
+    ));
 
     // While its lease lives, the dispatch is put back rather than run a second time at once.
     assert_eq!(bed.run_worker_once().await, 1);
@@ -132,7 +137,10 @@ async fn an_expired_lease_is_taken_over_and_the_old_holders_outcome_dropped() {
     let takeover = bed.run_worker_until_idle(QUIET, LIMIT);
     let old_holder_finishes = async {
         wait_until("the item is taken over", || async {
-            bed.queue_item("index", "doc").await.and_then(|item| item.lease).is_some_and(|lease| lease.owner != "dead-worker")
+            bed.queue_item("index", "doc")
+                .await
+                .and_then(|item| item.lease)
+                .is_some_and(|lease| lease.owner != "dead-worker")
         })
         .await;
         let held = Expect::Held { token: queued.dispatch.token.clone(), owner: "dead-worker".into() };
@@ -275,7 +283,8 @@ async fn one_failing_message_never_makes_its_neighbours_run_again() {
 
     let response = reprocess_worker::handle(&bed.worker, LambdaEvent::new(event, Context::default())).await;
 
-    let failed: Vec<&str> = response.batch_item_failures.iter().map(|failure| failure.item_identifier.as_str()).collect();
+    let failed: Vec<&str> =
+        response.batch_item_failures.iter().map(|failure| failure.item_identifier.as_str()).collect();
     assert_eq!(failed, ["message-poison"]);
     assert_eq!(webhook.received().len(), 2);
     assert!(bed.queue_item("index", "a").await.is_none() && bed.queue_item("index", "b").await.is_none());
@@ -335,7 +344,8 @@ async fn items_wait_while_the_job_is_stopped_and_run_when_it_starts() {
 
     bed.backends.ports.set_job_running(&bed.unit, true).await.unwrap();
     bed.run_worker_until_idle(QUIET, LIMIT).await;
-    let mut keys: Vec<String> = webhook.received().iter().map(|received| received.body["key"].as_str().unwrap().to_owned()).collect();
+    let mut keys: Vec<String> =
+        webhook.received().iter().map(|received| received.body["key"].as_str().unwrap().to_owned()).collect();
     keys.sort();
     assert_eq!(keys, ["a", "b", "c"], "each waiting item ran once");
     for key in ["a", "b", "c"] {

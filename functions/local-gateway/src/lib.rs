@@ -45,9 +45,10 @@ impl Router {
 
     async fn dispatch(&self, request: Request) -> Response<Body> {
         let path = request.uri().path().trim_start_matches('/').to_owned();
-        let handler = self.routes.iter().find(|(prefix, _)| {
-            path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        });
+        let handler = self
+            .routes
+            .iter()
+            .find(|(prefix, _)| path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')));
         match handler {
             Some((_, handler)) => handler(request).await,
             None => Response::builder()
@@ -131,7 +132,11 @@ pub async fn serve(listener: TcpListener, router: Router, mut shutdown: watch::R
 }
 
 /// Binds an address and serves on it; answers the address bound (port 0 picks a free one).
-pub async fn spawn_server(address: SocketAddr, router: Router, shutdown: watch::Receiver<bool>) -> std::io::Result<SocketAddr> {
+pub async fn spawn_server(
+    address: SocketAddr,
+    router: Router,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(address).await?;
     let bound = listener.local_addr()?;
     tokio::spawn(serve(listener, router, shutdown));
@@ -150,7 +155,12 @@ pub struct PollSettings {
 
 /// Receives batches from the queue, hands them to the worker's Lambda handler, and deletes the
 /// messages its partial batch response does not name, until `shutdown` turns true.
-pub async fn poll_queue(sqs: aws_sdk_sqs::Client, worker: Arc<Worker>, settings: PollSettings, mut shutdown: watch::Receiver<bool>) {
+pub async fn poll_queue(
+    sqs: aws_sdk_sqs::Client,
+    worker: Arc<Worker>,
+    settings: PollSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let polled = tokio::select! {
             polled = poll_once(&sqs, &worker, &settings) => polled,
@@ -191,7 +201,8 @@ pub async fn poll_once(sqs: &aws_sdk_sqs::Client, worker: &Worker, settings: &Po
         event.records.push(record);
     }
     let response = reprocess_worker::handle(worker, LambdaEvent::new(event, Context::default())).await;
-    let failed: Vec<String> = response.batch_item_failures.iter().map(|failure| failure.item_identifier.clone()).collect();
+    let failed: Vec<String> =
+        response.batch_item_failures.iter().map(|failure| failure.item_identifier.clone()).collect();
     if !failed.is_empty() {
         info!(failed = failed.len(), "messages left for a later delivery");
     }

@@ -42,8 +42,12 @@ impl ApiError {
                 Error::KeyExists => (StatusCode::CONFLICT, "KEY_EXISTS"),
                 Error::TooManyKeys { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "TOO_MANY_KEYS"),
                 Error::ContentTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "CONTENT_TOO_LARGE"),
-                Error::Backend(BackendError::Unavailable { .. }) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
-                Error::Backend(BackendError::Unexpected { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
+                Error::Backend(BackendError::Unavailable { .. }) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
+                }
+                Error::Backend(BackendError::Unexpected { .. }) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
+                }
             },
         }
     }
@@ -55,7 +59,9 @@ impl ApiError {
             Self::Domain(Error::Backend(BackendError::Unavailable { .. })) => {
                 "a backing service is throttling or unavailable; retry with backoff".into()
             }
-            Self::Domain(Error::Backend(BackendError::Unexpected { .. })) => "the request could not be completed".into(),
+            Self::Domain(Error::Backend(BackendError::Unexpected { .. })) => {
+                "the request could not be completed".into()
+            }
             other => other.to_string(),
         }
     }
@@ -154,7 +160,10 @@ pub fn path_params<const N: usize>(request: &Request, route: &str, names: [&str;
 
     let path = request.uri().path();
     let prefix = format!("/{route}/");
-    let rest = path.find(&prefix).map(|start| &path[start + prefix.len()..]).ok_or_else(|| bad("the path does not match the route"))?;
+    let rest = path
+        .find(&prefix)
+        .map(|start| &path[start + prefix.len()..])
+        .ok_or_else(|| bad("the path does not match the route"))?;
     let mut segments = rest.split('/');
     let mut values = Vec::with_capacity(N);
     for name in names {

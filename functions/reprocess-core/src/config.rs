@@ -182,7 +182,9 @@ impl ModuleSpec {
                 settings.validate(&settings_field)?;
                 Ok(Module::Sqs(settings))
             }
-            other => Err(bad(&format!("{field}.module"), format!("unknown module kind '{other}'; known: webhook, sqs"))),
+            other => {
+                Err(bad(&format!("{field}.module"), format!("unknown module kind '{other}'; known: webhook, sqs")))
+            }
         }
     }
 }
@@ -215,7 +217,8 @@ impl WebhookSettings {
         }
         for (name, value) in &self.headers {
             let header_field = format!("{field}.headers.{name}");
-            let parsed = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad(&header_field, "not a header name"))?;
+            let parsed =
+                HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad(&header_field, "not a header name"))?;
             if parsed == crate::modules::IDEMPOTENCY_KEY || parsed == reqwest::header::CONTENT_TYPE {
                 return Err(bad(&header_field, "is set by the webhook module itself"));
             }
@@ -238,7 +241,10 @@ impl SqsSettings {
             && name.trim_end_matches(".fifo").bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || !name_ok || !account_ok {
-            return Err(bad(&field, "must be an SQS queue URL such as https://sqs.REGION.amazonaws.com/ACCOUNT_ID/NAME"));
+            return Err(bad(
+                &field,
+                "must be an SQS queue URL such as https://sqs.REGION.amazonaws.com/ACCOUNT_ID/NAME",
+            ));
         }
         Ok(())
     }
@@ -263,13 +269,15 @@ mod tests {
 
     #[test]
     fn the_spec_example_is_accepted_with_defaults_filled_in() {
-        let config = config(json!({"index": [{"module": "webhook", "settings": {"url": "https://example.org/hook"}}]}))
-            .unwrap();
+        let config =
+            config(json!({"index": [{"module": "webhook", "settings": {"url": "https://example.org/hook"}}]})).unwrap();
         assert!(config.reprocess_queue.enabled);
         assert!(config.reprocess_job.running);
         assert_eq!((config.max_attempts, config.lease_seconds), (DEFAULT_MAX_ATTEMPTS, DEFAULT_LEASE_SECONDS));
         let modules = config.modules_for(&Scope::parse("index").unwrap()).unwrap();
-        assert!(matches!(&modules[..], [Module::Webhook(settings)] if settings.timeout_ms == DEFAULT_WEBHOOK_TIMEOUT_MS));
+        assert!(
+            matches!(&modules[..], [Module::Webhook(settings)] if settings.timeout_ms == DEFAULT_WEBHOOK_TIMEOUT_MS)
+        );
     }
 
     #[test]
@@ -282,7 +290,8 @@ mod tests {
         assert!(detail.starts_with("modules.ocr[0].settings"), "{detail}");
         let detail = refusal(json!({"ocr": [{"module": "sqs", "settings": {"queueUrl": "https://example.org/"}}]}));
         assert!(detail.starts_with("modules.ocr[0].settings.queueUrl"), "{detail}");
-        let detail = refusal(json!({"ocr": [{"module": "webhook", "settings": {"url": "http://h/", "timeoutMs": 60000}}]}));
+        let detail =
+            refusal(json!({"ocr": [{"module": "webhook", "settings": {"url": "http://h/", "timeoutMs": 60000}}]}));
         assert!(detail.contains("leaseSeconds"), "{detail}");
         let detail = refusal(json!({"bad scope": []}));
         assert!(detail.contains("scope"), "{detail}");

@@ -17,7 +17,8 @@ pub const EXPANSION_PAGE_SIZE: u32 = 100;
 
 /// The content shard of a key: FNV-1a, stable across releases and platforms.
 pub fn content_shard(key: &Key) -> u16 {
-    let hash = key.as_str().bytes().fold(0x811c_9dc5_u32, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193));
+    let hash =
+        key.as_str().bytes().fold(0x811c_9dc5_u32, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193));
     (hash % u32::from(CONTENT_SHARDS)) as u16
 }
 
@@ -41,7 +42,14 @@ pub enum ExpansionState {
 
 impl Expansion {
     pub fn start(id: String, storage_unit: StorageUnit, scope: Scope, started_at: Millis) -> Self {
-        Self { id, storage_unit, scope, started_at, shard_pages: vec![Some(0); usize::from(CONTENT_SHARDS)], keys_queued: 0 }
+        Self {
+            id,
+            storage_unit,
+            scope,
+            started_at,
+            shard_pages: vec![Some(0); usize::from(CONTENT_SHARDS)],
+            keys_queued: 0,
+        }
     }
 
     pub fn state(&self) -> ExpansionState {

@@ -9,6 +9,8 @@ pub mod adapters;
 #[cfg(feature = "http")]
 pub mod api;
 pub mod config;
+#[cfg(test)]
+mod domain_tests;
 pub mod error;
 pub mod expansion;
 #[cfg(any(test, feature = "test-support"))]

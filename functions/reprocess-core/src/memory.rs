@@ -14,8 +14,8 @@ use crate::error::{BackendError, Error};
 use crate::expansion::{Expansion, content_shard};
 use crate::names::{ItemRef, Key, Scope, StorageUnit};
 use crate::ports::{
-    Change, Clock, ConfigStore, ContentStore, EnqueueRequest, Enqueued, Expect, ExpansionStore, Page, Ports, QueueStore,
-    Transition, WorkQueue,
+    Change, Clock, ConfigStore, ContentStore, EnqueueRequest, Enqueued, ExpansionStore, Expect, Page, Ports,
+    QueueStore, Transition, WorkQueue,
 };
 use crate::queue::{Dispatch, ItemState, Lease, Millis, Outgoing, QueueItem};
 
@@ -97,7 +97,12 @@ impl ConfigStore for Memory {
 
 #[async_trait]
 impl ContentStore for Memory {
-    async fn existing_keys(&self, unit: &StorageUnit, scope: &Scope, keys: &[Key]) -> Result<HashSet<Key>, BackendError> {
+    async fn existing_keys(
+        &self,
+        unit: &StorageUnit,
+        scope: &Scope,
+        keys: &[Key],
+    ) -> Result<HashSet<Key>, BackendError> {
         let state = self.state.lock().unwrap();
         let stored = state.content.get(&(unit.clone(), scope.clone()));
         Ok(keys.iter().filter(|key| stored.is_some_and(|stored| stored.contains_key(*key))).cloned().collect())
@@ -159,7 +164,8 @@ fn expected(item: &QueueItem, expect: &Expect) -> bool {
         Expect::Takeable { token, now } => {
             item.dispatch.token == *token
                 && (item.state == ItemState::Queued
-                    || (item.state == ItemState::Assigned && item.lease.as_ref().is_some_and(|lease| lease.expires_at < *now)))
+                    || (item.state == ItemState::Assigned
+                        && item.lease.as_ref().is_some_and(|lease| lease.expires_at < *now)))
         }
         Expect::Held { token, owner } => {
             item.dispatch.token == *token
@@ -211,7 +217,9 @@ impl QueueStore for Memory {
     async fn transition(&self, item: &ItemRef, expect: &Expect, change: &Change) -> Result<Transition, BackendError> {
         let mut state = self.state.lock().unwrap();
         let key = id(item);
-        let Some(current) = state.items.get_mut(&key) else { return Ok(Transition::Refused(None)) };
+        let Some(current) = state.items.get_mut(&key) else {
+            return Ok(Transition::Refused(None));
+        };
         let blocked_by_run_again = matches!(change, Change::Remove | Change::Fail { .. }) && current.run_again;
         if !expected(current, expect) || blocked_by_run_again {
             return Ok(Transition::Refused(Some(current.clone())));
@@ -265,7 +273,9 @@ impl QueueStore for Memory {
             .items
             .iter()
             .filter(|(key, item)| {
-                item.item.storage_unit == *unit && item.state == wanted && cursor.as_deref().is_none_or(|after| key.as_str() > after)
+                item.item.storage_unit == *unit
+                    && item.state == wanted
+                    && cursor.as_deref().is_none_or(|after| key.as_str() > after)
             })
             .take(limit as usize)
             .map(|(key, item)| (key.clone(), item.clone()))
@@ -297,7 +307,9 @@ impl ExpansionStore for Memory {
         keys_queued: u64,
     ) -> Result<bool, BackendError> {
         let mut state = self.state.lock().unwrap();
-        let Some(expansion) = state.expansions.get_mut(&(unit.clone(), id.to_owned())) else { return Ok(false) };
+        let Some(expansion) = state.expansions.get_mut(&(unit.clone(), id.to_owned())) else {
+            return Ok(false);
+        };
         let slot = &mut expansion.shard_pages[usize::from(shard)];
         if *slot != Some(page) {
             return Ok(false);

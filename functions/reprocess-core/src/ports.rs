@@ -44,8 +44,12 @@ pub trait ConfigStore: Send + Sync {
 #[async_trait]
 pub trait ContentStore: Send + Sync {
     /// Which of `keys` are stored in the scope.
-    async fn existing_keys(&self, unit: &StorageUnit, scope: &Scope, keys: &[Key])
-    -> Result<HashSet<Key>, BackendError>;
+    async fn existing_keys(
+        &self,
+        unit: &StorageUnit,
+        scope: &Scope,
+        keys: &[Key],
+    ) -> Result<HashSet<Key>, BackendError>;
     /// The content of each item that is stored; missing items are absent from the map.
     async fn get_many(&self, items: &[ItemRef]) -> Result<HashMap<ItemRef, Value>, BackendError>;
     async fn list_keys(

@@ -90,13 +90,7 @@ pub struct QueueItem {
 pub enum WorkMessage {
     /// Run the modules of one item.
     #[serde(rename_all = "camelCase")]
-    Dispatch {
-        storage_unit: StorageUnit,
-        scope: Scope,
-        key: Key,
-        token: String,
-        seq: u64,
-    },
+    Dispatch { storage_unit: StorageUnit, scope: Scope, key: Key, token: String, seq: u64 },
     /// Queue one page of the keys of one shard of a scope, then pass the next page on.
     #[serde(rename_all = "camelCase")]
     Expand {

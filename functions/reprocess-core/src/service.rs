@@ -67,7 +67,8 @@ impl Ports {
 
     pub async fn queue_key(&self, item: &ItemRef) -> Result<QueueReport, Error> {
         let config = self.open_unit(&item.storage_unit).await?;
-        let stored = self.content.existing_keys(&item.storage_unit, &item.scope, std::slice::from_ref(&item.key)).await?;
+        let stored =
+            self.content.existing_keys(&item.storage_unit, &item.scope, std::slice::from_ref(&item.key)).await?;
         if stored.is_empty() {
             return Err(Error::KeyNotFound(format!("key '{}' is not stored in scope '{}'", item.key, item.scope)));
         }
@@ -230,7 +231,8 @@ impl Ports {
     /// before its transition is committed carries a higher sequence than its item, and the
     /// worker puts it back for later.
     pub async fn redispatch(&self, items: Vec<QueueItem>, from: ItemState) -> Result<usize, Error> {
-        let next: Vec<(ItemRef, Dispatch)> = items.iter().map(|item| (item.item.clone(), item.dispatch.next())).collect();
+        let next: Vec<(ItemRef, Dispatch)> =
+            items.iter().map(|item| (item.item.clone(), item.dispatch.next())).collect();
         let unsent: HashSet<usize> = self.send_dispatches(&next, |_| 0).await?.into_iter().collect();
         let now = self.clock.now();
 

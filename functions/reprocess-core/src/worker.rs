@@ -48,11 +48,18 @@ pub struct Worker {
     /// This worker's identity in leases: one per process, so one instance's concurrent runs
     /// never mistake each other's leases for their own.
     owner: String,
+    expansion_page_size: u32,
 }
 
 impl Worker {
     pub fn new(ports: Ports, modules: Arc<dyn ModuleRunner>, owner: String) -> Self {
-        Self { ports, modules, owner }
+        Self { ports, modules, owner, expansion_page_size: EXPANSION_PAGE_SIZE }
+    }
+
+    /// Smaller pages let a test see many pages without storing many thousand keys.
+    pub fn with_expansion_page_size(mut self, keys: u32) -> Self {
+        self.expansion_page_size = keys.max(1);
+        self
     }
 
     /// Handles a batch; answers the ids of the messages that failed, for a partial batch
@@ -120,14 +127,17 @@ impl Worker {
         let mut distinct: Vec<&StorageUnit> = units.collect();
         distinct.sort();
         distinct.dedup();
-        let reads = join_all(distinct.into_iter().map(|unit| async move { (unit.clone(), self.ports.config.get(unit).await) }));
+        let reads =
+            join_all(distinct.into_iter().map(|unit| async move { (unit.clone(), self.ports.config.get(unit).await) }));
         let mut configs = HashMap::new();
         for (unit, read) in reads.await {
             match read {
                 Ok(config) => {
                     configs.insert(unit, config.map(Arc::new));
                 }
-                Err(error) => warn!(storage_unit = %unit, %error, "configuration unreadable; its messages will be delivered again"),
+                Err(error) => {
+                    warn!(storage_unit = %unit, %error, "configuration unreadable; its messages will be delivered again")
+                }
             }
         }
         configs
@@ -216,7 +226,8 @@ impl Worker {
 
     async fn run_modules(&self, claim: &Claimed, content: Value) -> Result<(), ModuleFailure> {
         let item = &claim.item.item;
-        let modules = claim.config.modules_for(&item.scope).map_err(|error| ModuleFailure::Permanent(error.to_string()))?;
+        let modules =
+            claim.config.modules_for(&item.scope).map_err(|error| ModuleFailure::Permanent(error.to_string()))?;
         let mut event = ProcessEvent {
             storage_unit: item.storage_unit.clone(),
             key: item.key.clone(),
@@ -224,13 +235,14 @@ impl Worker {
             content,
         };
         for (index, module) in modules.iter().enumerate() {
-            let changed = self.modules.process(module, &event, &claim.item.dispatch.token).await.map_err(|failure| {
-                let detail = format!("module {index} ({}): {failure}", module.kind());
-                match failure {
-                    ModuleFailure::Retryable(_) => ModuleFailure::Retryable(detail),
-                    ModuleFailure::Permanent(_) => ModuleFailure::Permanent(detail),
-                }
-            })?;
+            let changed =
+                self.modules.process(module, &event, &claim.item.dispatch.token).await.map_err(|failure| {
+                    let detail = format!("module {index} ({}): {failure}", module.kind());
+                    match failure {
+                        ModuleFailure::Retryable(_) => ModuleFailure::Retryable(detail),
+                        ModuleFailure::Permanent(_) => ModuleFailure::Permanent(detail),
+                    }
+                })?;
             if let Some(content) = changed {
                 event.content = content;
             }
@@ -255,7 +267,9 @@ impl Worker {
             }
             Err(failure) => {
                 let error = match failure {
-                    ModuleFailure::Retryable(error) => format!("{error} (after {attempts} attempts)"),
+                    ModuleFailure::Retryable(error) => {
+                        format!("{error} (after {attempts} attempts)")
+                    }
                     ModuleFailure::Permanent(error) => error.clone(),
                 };
                 Change::Fail { error, now }
@@ -265,7 +279,9 @@ impl Worker {
         match self.ports.queue.transition(item, &held, &change).await? {
             Transition::Applied(_) => {
                 match &change {
-                    Change::Fail { error, .. } => warn!(%error, "item failed; queue it again to revive it"),
+                    Change::Fail { error, .. } => {
+                        warn!(%error, "item failed; queue it again to revive it")
+                    }
                     _ => info!("modules succeeded; item done"),
                 }
                 Ok(Outcome::Done)
@@ -310,7 +326,9 @@ impl Worker {
     }
 
     async fn handle_other(&self, message: WorkMessage, config: Option<Option<Arc<UnitConfig>>>) -> Outcome {
-        let Some(config) = config else { return Outcome::Retry };
+        let Some(config) = config else {
+            return Outcome::Retry;
+        };
         let Some(config) = config else {
             info!("storage unit no longer exists; message dropped");
             return Outcome::Done;
@@ -320,7 +338,9 @@ impl Worker {
                 let page = ExpandPage { unit: storage_unit, scope, expansion_id, shard, page, cursor };
                 self.expand_page(&config, page).await
             }
-            WorkMessage::ReleaseWaiting { storage_unit, cursor } => self.release_waiting(&config, storage_unit, cursor).await,
+            WorkMessage::ReleaseWaiting { storage_unit, cursor } => {
+                self.release_waiting(&config, storage_unit, cursor).await
+            }
             WorkMessage::Dispatch { .. } => unreachable!("dispatches are claimed in process_batch"),
         };
         match result {
@@ -346,7 +366,7 @@ impl Worker {
             return Ok(());
         }
 
-        let keys = self.ports.content.list_keys(&unit, &scope, shard, cursor, EXPANSION_PAGE_SIZE).await?;
+        let keys = self.ports.content.list_keys(&unit, &scope, shard, cursor, self.expansion_page_size).await?;
         let report = self.ports.enqueue_stored(config, &unit, &scope, keys.items).await?;
         let next_page = keys.next.is_some().then_some(page + 1);
         if let Some(next_cursor) = keys.next {
@@ -359,7 +379,11 @@ impl Worker {
                 cursor: Some(next_cursor),
             };
             if !self.ports.work.send(&[Outgoing::now(next)]).await?.is_empty() {
-                return Err(BackendError::Unavailable { operation: "sending the next page", detail: "not accepted".into() }.into());
+                return Err(BackendError::Unavailable {
+                    operation: "sending the next page",
+                    detail: "not accepted".into(),
+                }
+                .into());
             }
         }
         let recorded =
@@ -373,7 +397,12 @@ impl Worker {
     }
 
     /// Moves a page of waiting items back to the queue, and passes the rest on.
-    async fn release_waiting(&self, config: &UnitConfig, unit: StorageUnit, cursor: Option<String>) -> Result<(), Error> {
+    async fn release_waiting(
+        &self,
+        config: &UnitConfig,
+        unit: StorageUnit,
+        cursor: Option<String>,
+    ) -> Result<(), Error> {
         if !config.reprocess_job.running {
             info!("job stopped again; release ended");
             return Ok(());
@@ -384,7 +413,11 @@ impl Worker {
         if let Some(cursor) = page.next {
             let next = WorkMessage::ReleaseWaiting { storage_unit: unit, cursor: Some(cursor) };
             if !self.ports.work.send(&[Outgoing::now(next)]).await?.is_empty() {
-                return Err(BackendError::Unavailable { operation: "sending the next release", detail: "not accepted".into() }.into());
+                return Err(BackendError::Unavailable {
+                    operation: "sending the next release",
+                    detail: "not accepted".into(),
+                }
+                .into());
             }
         }
         Ok(())

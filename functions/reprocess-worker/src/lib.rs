@@ -24,7 +24,10 @@ pub async fn handle(worker: &Worker, event: LambdaEvent<SqsEvent>) -> SqsBatchRe
         .payload
         .records
         .into_iter()
-        .map(|record| Delivery { message_id: record.message_id.unwrap_or_default(), body: record.body.unwrap_or_default() })
+        .map(|record| Delivery {
+            message_id: record.message_id.unwrap_or_default(),
+            body: record.body.unwrap_or_default(),
+        })
         .collect();
     let failed = worker.process_batch(deliveries).instrument(span).await;
     let mut response = SqsBatchResponse::default();

@@ -25,7 +25,7 @@ use crate::error::{BackendError, Error};
 use crate::expansion::{CONTENT_SHARDS, Expansion, content_shard};
 use crate::names::{ItemRef, Key, Scope, StorageUnit};
 use crate::ports::{
-    Change, ConfigStore, ContentStore, EnqueueRequest, Enqueued, Expect, ExpansionStore, Page, QueueStore, Transition,
+    Change, ConfigStore, ContentStore, EnqueueRequest, Enqueued, ExpansionStore, Expect, Page, QueueStore, Transition,
 };
 use crate::queue::{Dispatch, ItemState, Lease, Millis, QueueItem};
 
@@ -131,14 +131,17 @@ impl ConfigStore for Dynamo {
             .send()
             .await
             .map_err(|error| classify(OP, &error))?;
-        let Some(item) = output.item else { return Ok(None) };
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
         let document = get_s(&item, "document").ok_or_else(|| corrupt(OP, "document"))?;
         serde_json::from_str(document).map(Some).map_err(|error| BackendError::unexpected(OP, error.to_string()))
     }
 
     async fn put(&self, unit: &StorageUnit, config: &UnitConfig) -> Result<(), BackendError> {
         const OP: &str = "writing a storage unit's configuration";
-        let document = serde_json::to_string(config).map_err(|error| BackendError::unexpected(OP, error.to_string()))?;
+        let document =
+            serde_json::to_string(config).map_err(|error| BackendError::unexpected(OP, error.to_string()))?;
         self.client
             .put_item()
             .table_name(&self.tables.config)
@@ -189,8 +192,11 @@ impl ExpansionStore for Dynamo {
             .send()
             .await
             .map_err(|error| classify(OP, &error))?;
-        let Some(item) = output.item else { return Ok(None) };
-        let scope = get_s(&item, "scope").and_then(|scope| Scope::parse(scope).ok()).ok_or_else(|| corrupt(OP, "scope"))?;
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
+        let scope =
+            get_s(&item, "scope").and_then(|scope| Scope::parse(scope).ok()).ok_or_else(|| corrupt(OP, "scope"))?;
         let shard_pages = (0..CONTENT_SHARDS)
             .map(|shard| get_n::<i64>(&item, &shard_attribute(shard)).map(|page| u32::try_from(page).ok()))
             .collect::<Option<Vec<_>>>()
@@ -294,14 +300,21 @@ impl ContentStore for Dynamo {
     ) -> Result<HashSet<Key>, BackendError> {
         let chunks: Vec<Vec<Attributes>> = keys
             .chunks(BATCH_GET_LIMIT)
-            .map(|chunk| chunk.iter().map(|key| content_key(&ItemRef::new(unit.clone(), scope.clone(), key.clone()))).collect())
+            .map(|chunk| {
+                chunk.iter().map(|key| content_key(&ItemRef::new(unit.clone(), scope.clone(), key.clone()))).collect()
+            })
             .collect();
         let found: Vec<Vec<Attributes>> = stream::iter(chunks)
             .map(|chunk| self.batch_get(chunk, "#k", &[("#k", "key")]))
             .buffer_unordered(BATCH_GETS_IN_FLIGHT)
             .try_collect()
             .await?;
-        Ok(found.iter().flatten().filter_map(|item| get_s(item, "key")).filter_map(|key| Key::parse(key).ok()).collect())
+        Ok(found
+            .iter()
+            .flatten()
+            .filter_map(|item| get_s(item, "key"))
+            .filter_map(|key| Key::parse(key).ok())
+            .collect())
     }
 
     async fn get_many(&self, items: &[ItemRef]) -> Result<HashMap<ItemRef, Value>, BackendError> {
@@ -314,7 +327,8 @@ impl ContentStore for Dynamo {
                 (location, item)
             })
             .collect();
-        let chunks: Vec<Vec<Attributes>> = items.chunks(BATCH_GET_LIMIT).map(|chunk| chunk.iter().map(content_key).collect()).collect();
+        let chunks: Vec<Vec<Attributes>> =
+            items.chunks(BATCH_GET_LIMIT).map(|chunk| chunk.iter().map(content_key).collect()).collect();
         let found: Vec<Vec<Attributes>> = stream::iter(chunks)
             .map(|chunk| self.batch_get(chunk, "#p, #k, content", &[("#p", "partition"), ("#k", "key")]))
             .buffer_unordered(BATCH_GETS_IN_FLIGHT)
@@ -322,10 +336,16 @@ impl ContentStore for Dynamo {
             .await?;
         let mut contents = HashMap::with_capacity(items.len());
         for stored in found.iter().flatten() {
-            let location = (get_s(stored, "partition").unwrap_or_default().to_owned(), get_s(stored, "key").unwrap_or_default().to_owned());
-            let Some(item) = by_location.get(&location) else { continue };
+            let location = (
+                get_s(stored, "partition").unwrap_or_default().to_owned(),
+                get_s(stored, "key").unwrap_or_default().to_owned(),
+            );
+            let Some(item) = by_location.get(&location) else {
+                continue;
+            };
             let content = get_s(stored, "content").ok_or_else(|| corrupt(OP, "content"))?;
-            let content = serde_json::from_str(content).map_err(|error| BackendError::unexpected(OP, error.to_string()))?;
+            let content =
+                serde_json::from_str(content).map_err(|error| BackendError::unexpected(OP, error.to_string()))?;
             contents.insert((*item).clone(), content);
         }
         Ok(contents)
@@ -414,7 +434,9 @@ impl ContentStore for Dynamo {
 
 fn parse_item(attributes: &Attributes) -> Result<QueueItem, BackendError> {
     const OP: &str = "reading a queue item";
-    let unit = get_s(attributes, "storageUnit").and_then(|v| StorageUnit::parse(v).ok()).ok_or_else(|| corrupt(OP, "storageUnit"))?;
+    let unit = get_s(attributes, "storageUnit")
+        .and_then(|v| StorageUnit::parse(v).ok())
+        .ok_or_else(|| corrupt(OP, "storageUnit"))?;
     let scope = get_s(attributes, "scope").and_then(|v| Scope::parse(v).ok()).ok_or_else(|| corrupt(OP, "scope"))?;
     let key = get_s(attributes, "itemKey").and_then(|v| Key::parse(v).ok()).ok_or_else(|| corrupt(OP, "itemKey"))?;
     let state = get_s(attributes, "state").and_then(ItemState::parse).ok_or_else(|| corrupt(OP, "state"))?;
@@ -602,9 +624,13 @@ impl QueueStore for Dynamo {
                 }
                 _ => None,
             };
-            let Some(current) = self.refused_item(&id, old).await? else { continue };
+            let Some(current) = self.refused_item(&id, old).await? else {
+                continue;
+            };
             match current.state {
-                ItemState::Queued | ItemState::Waiting => return Ok(Enqueued::Coalesced(current.state)),
+                ItemState::Queued | ItemState::Waiting => {
+                    return Ok(Enqueued::Coalesced(current.state));
+                }
                 ItemState::Assigned => {
                     if self.mark_run_again(&id, &current.dispatch.token, request.now).await? {
                         return Ok(Enqueued::RunAgain);
@@ -613,7 +639,10 @@ impl QueueStore for Dynamo {
                 ItemState::Failed => {}
             }
         }
-        Err(BackendError::Unavailable { operation: OP, detail: "the item kept changing under concurrent writes".into() })
+        Err(BackendError::Unavailable {
+            operation: OP,
+            detail: "the item kept changing under concurrent writes".into(),
+        })
     }
 
     async fn transition(&self, item: &ItemRef, expect: &Expect, change: &Change) -> Result<Transition, BackendError> {
@@ -658,9 +687,11 @@ impl QueueStore for Dynamo {
             return match result {
                 Ok(_) => Ok(Transition::Applied(None)),
                 Err(error) => match error.as_service_error() {
-                    Some(aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(
-                        refusal,
-                    )) => Ok(Transition::Refused(self.refused_item(&id, refusal.item()).await?)),
+                    Some(
+                        aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(
+                            refusal,
+                        ),
+                    ) => Ok(Transition::Refused(self.refused_item(&id, refusal.item()).await?)),
                     _ => Err(classify(OP, &error)),
                 },
             };
@@ -669,7 +700,10 @@ impl QueueStore for Dynamo {
         let unit = &item.storage_unit;
         match change {
             Change::Assign { owner, lease_expires_at, now } => {
-                update.state(unit, ItemState::Assigned, *now).set("leaseOwner", s(owner)).set("leaseExpiresAt", n(lease_expires_at));
+                update
+                    .state(unit, ItemState::Assigned, *now)
+                    .set("leaseOwner", s(owner))
+                    .set("leaseExpiresAt", n(lease_expires_at));
                 update.set.push("attempts = if_not_exists(attempts, :zero) + :one".to_owned());
                 update.value(":zero", n(0)).value(":one", n(1));
                 update.remove.push("runAgain");

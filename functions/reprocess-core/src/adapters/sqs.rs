@@ -32,8 +32,8 @@ impl SqsWorkQueue {
         const OP: &str = "sending to the work queue";
         let mut entries = Vec::with_capacity(messages.len());
         for (index, outgoing) in messages.iter().enumerate() {
-            let body =
-                serde_json::to_string(&outgoing.message).map_err(|error| BackendError::unexpected(OP, error.to_string()))?;
+            let body = serde_json::to_string(&outgoing.message)
+                .map_err(|error| BackendError::unexpected(OP, error.to_string()))?;
             let entry = SendMessageBatchRequestEntry::builder()
                 .id(index.to_string())
                 .message_body(body)
@@ -88,8 +88,12 @@ impl SqsDocumentSink {
 }
 
 /// Codes that will not change on a retry: the item fails at once rather than after backoff.
-const PERMANENT_CODES: &[&str] =
-    &["AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "InvalidParameterValue", "InvalidMessageContents"];
+const PERMANENT_CODES: &[&str] = &[
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+    "InvalidParameterValue",
+    "InvalidMessageContents",
+];
 
 #[async_trait]
 impl DocumentSink for SqsDocumentSink {

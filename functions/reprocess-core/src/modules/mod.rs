@@ -45,8 +45,12 @@ pub enum ModuleFailure {
 /// next module of the scope; `Ok(None)` passes the document on unchanged.
 #[async_trait]
 pub trait ModuleRunner: Send + Sync {
-    async fn process(&self, module: &Module, event: &ProcessEvent, idempotency_key: &str)
-    -> Result<Option<Value>, ModuleFailure>;
+    async fn process(
+        &self,
+        module: &Module,
+        event: &ProcessEvent,
+        idempotency_key: &str,
+    ) -> Result<Option<Value>, ModuleFailure>;
 }
 
 /// The module kinds this service ships, sharing one HTTP client and one SQS client.

@@ -1,0 +1,192 @@
+//! The domain on the in-memory adapters: the cases that are hard to stage against a real
+//! queue (lost sends, messages that overtake their item's write, repeated pages).
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use crate::config::{Module, UnitConfig};
+use crate::memory::{ManualClock, Memory};
+use crate::modules::{ModuleFailure, ModuleRunner, ProcessEvent};
+use crate::names::{ItemRef, Key, Scope, StorageUnit};
+use crate::ports::{Change, Clock, Expect, Ports, Transition};
+use crate::queue::{ItemState, Outgoing, WorkMessage};
+use crate::worker::{Delivery, Worker};
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(String, String)>>);
+
+#[async_trait]
+impl ModuleRunner for Recorder {
+    async fn process(&self, _: &Module, event: &ProcessEvent, token: &str) -> Result<Option<Value>, ModuleFailure> {
+        self.0.lock().unwrap().push((event.key.as_str().to_owned(), token.to_owned()));
+        Ok(None)
+    }
+}
+
+struct World {
+    memory: Arc<Memory>,
+    ports: Ports,
+    clock: Arc<ManualClock>,
+    runs: Arc<Recorder>,
+    worker: Worker,
+    unit: StorageUnit,
+}
+
+impl World {
+    async fn new() -> Self {
+        let clock = Arc::new(ManualClock::at(1_800_000_000_000));
+        let (memory, ports) = Memory::ports(clock.clone());
+        let runs = Arc::new(Recorder::default());
+        let worker = Worker::new(ports.clone(), runs.clone(), "worker-1".into()).with_expansion_page_size(3);
+        let unit = StorageUnit::parse("su").unwrap();
+        let config = UnitConfig::from_json(
+            json!({"reprocessQueue": {"enabled": true},
+                   "modules": {"index": [{"module": "webhook", "settings": {"url": "http://127.0.0.1:9/x"}}]}})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        ports.config.put(&unit, &config).await.unwrap();
+        Self { memory, ports, clock, runs, worker, unit }
+    }
+
+    fn item(&self, key: &str) -> ItemRef {
+        ItemRef::new(self.unit.clone(), Scope::parse("index").unwrap(), Key::parse(key).unwrap())
+    }
+
+    async fn store(&self, key: &str) {
+        self.ports.content.put(&self.item(key), &json!({}), false).await.unwrap();
+    }
+
+    /// Delivers every sent message once, in order; answers the ids that failed.
+    async fn deliver(&self, messages: Vec<Outgoing>) -> Vec<String> {
+        let deliveries = messages
+            .into_iter()
+            .enumerate()
+            .map(|(n, outgoing)| Delivery {
+                message_id: format!("m{n}"),
+                body: serde_json::to_string(&outgoing.message).unwrap(),
+            })
+            .collect();
+        self.worker.process_batch(deliveries).await
+    }
+
+    fn runs(&self) -> usize {
+        self.runs.0.lock().unwrap().len()
+    }
+}
+
+#[tokio::test]
+async fn a_dispatch_whose_send_failed_is_dispatched_again_by_the_next_request() {
+    let world = World::new().await;
+    world.store("doc").await;
+    world.ports.queue_key(&world.item("doc")).await.unwrap();
+    let queued = world.ports.queue.get(&world.item("doc")).await.unwrap().unwrap();
+    world.memory.take_sent();
+
+    // The message was lost: the worker's forget-dispatch mark is what a failed send leaves.
+    let expect = Expect::InState { token: queued.dispatch.token.clone(), state: ItemState::Queued };
+    world.ports.queue.transition(&world.item("doc"), &expect, &Change::ForgetDispatch).await.unwrap();
+
+    let again = world.ports.queue_key(&world.item("doc")).await.unwrap();
+    assert_eq!(again.queued, 1, "dispatched anew instead of coalesced with a message that does not exist");
+    assert_eq!(world.memory.take_sent().len(), 1);
+}
+
+#[tokio::test]
+async fn a_queued_item_whose_dispatch_is_old_is_dispatched_again() {
+    let world = World::new().await;
+    world.store("doc").await;
+    world.ports.queue_key(&world.item("doc")).await.unwrap();
+    world.memory.take_sent();
+
+    world.clock.advance(10 * 60 * 1000);
+    assert_eq!(world.ports.queue_key(&world.item("doc")).await.unwrap().already_queued, 1);
+    world.clock.advance(11 * 60 * 1000);
+    assert_eq!(world.ports.queue_key(&world.item("doc")).await.unwrap().queued, 1);
+    let sent = world.memory.take_sent();
+    assert_eq!(sent.len(), 1);
+
+    // Only the newest dispatch runs.
+    world.deliver(sent).await;
+    assert_eq!(world.runs(), 1);
+}
+
+#[tokio::test]
+async fn a_dispatch_that_overtakes_its_items_write_is_delivered_again_and_an_older_one_dropped() {
+    let world = World::new().await;
+    world.store("doc").await;
+    world.ports.queue_key(&world.item("doc")).await.unwrap();
+    let current = world.ports.queue.get(&world.item("doc")).await.unwrap().unwrap();
+    let ahead = current.dispatch.next();
+    let behind = crate::queue::Dispatch { token: "old".into(), seq: current.dispatch.seq - 1 };
+
+    let failed = world
+        .deliver(vec![
+            Outgoing::now(WorkMessage::dispatch(&current.item, &ahead)),
+            Outgoing::now(WorkMessage::dispatch(&current.item, &behind)),
+        ])
+        .await;
+
+    assert_eq!(failed, ["m0"], "only the message from ahead is worth another delivery");
+    assert_eq!(world.runs(), 0);
+}
+
+#[tokio::test]
+async fn a_repeated_expansion_page_queues_nothing_twice_and_counts_exactly() {
+    let world = World::new().await;
+    let keys: Vec<String> = (0..40).map(|n| format!("k{n}")).collect();
+    for key in &keys {
+        world.store(key).await;
+    }
+    world.ports.set_job_running(&world.unit, false).await.unwrap();
+    world.memory.take_sent();
+
+    let expansion = world.ports.queue_all(&world.unit, &Scope::parse("index").unwrap()).await.unwrap();
+    let mut pending = world.memory.take_sent();
+    let mut delivered_pages = 0;
+    while !pending.is_empty() {
+        // Every page arrives twice.
+        let doubled: Vec<Outgoing> = pending.iter().flat_map(|outgoing| [outgoing.clone(), outgoing.clone()]).collect();
+        delivered_pages += doubled.len();
+        assert!(world.deliver(doubled).await.is_empty());
+        pending = world.memory.take_sent();
+        pending.dedup();
+    }
+
+    let recorded = world.ports.expansions.get(&world.unit, &expansion.id).await.unwrap().unwrap();
+    assert_eq!(recorded.keys_queued, 40, "each page counted once");
+    assert!(recorded.shard_pages.iter().all(Option::is_none));
+    let waiting = world.memory.items().into_iter().filter(|item| item.state == ItemState::Waiting).count();
+    assert_eq!(waiting, 40);
+    assert!(delivered_pages > 32, "several pages per shard at three keys a page");
+}
+
+#[tokio::test]
+async fn completing_under_a_lease_taken_over_is_refused() {
+    let world = World::new().await;
+    world.store("doc").await;
+    world.ports.queue_key(&world.item("doc")).await.unwrap();
+    let queued = world.ports.queue.get(&world.item("doc")).await.unwrap().unwrap();
+    let now = world.clock.now();
+    let take = |owner: &str, now| Change::Assign { owner: owner.into(), lease_expires_at: now + 5_000, now };
+    let takeable = |now| Expect::Takeable { token: queued.dispatch.token.clone(), now };
+
+    let first = world.ports.queue.transition(&world.item("doc"), &takeable(now), &take("a", now)).await.unwrap();
+    assert!(matches!(first, Transition::Applied(_)));
+    let early =
+        world.ports.queue.transition(&world.item("doc"), &takeable(now + 1), &take("b", now + 1)).await.unwrap();
+    assert!(matches!(early, Transition::Refused(_)), "a live lease cannot be taken");
+
+    world.clock.advance(6_000);
+    let later = world.clock.now();
+    let over = world.ports.queue.transition(&world.item("doc"), &takeable(later), &take("b", later)).await.unwrap();
+    let Transition::Applied(Some(taken)) = over else { panic!("an expired lease is taken over: {over:?}") };
+    assert_eq!(taken.attempts, 2);
+
+    let held_by_a = Expect::Held { token: queued.dispatch.token.clone(), owner: "a".into() };
+    let late = world.ports.queue.transition(&world.item("doc"), &held_by_a, &Change::Remove).await.unwrap();
+    assert!(matches!(late, Transition::Refused(Some(_))));
+}
