@@ -60,27 +60,31 @@ impl Router {
     }
 }
 
-/// Every API function of the service, over one set of ports.
+/// Every API function of the service, over one set of ports, routed as the HTTP API routes.
 pub fn api_routes(ports: Arc<Ports>) -> Router {
-    let with = |ports: &Arc<Ports>| ports.clone();
-    let (key, keys, all, reset) = (with(&ports), with(&ports), with(&ports), with(&ports));
-    Router::default()
-        .route(reprocess_key::ROUTE, move |request| {
-            let ports = key.clone();
-            async move { reprocess_key::handle(&ports, request).await }
-        })
-        .route(reprocess_keys::ROUTE, move |request| {
-            let ports = keys.clone();
-            async move { reprocess_keys::handle(&ports, request).await }
-        })
-        .route(reprocess_all::ROUTE, move |request| {
-            let ports = all.clone();
-            async move { reprocess_all::handle(&ports, request).await }
-        })
-        .route(reprocess_reset::ROUTE, move |request| {
-            let ports = reset.clone();
-            async move { reprocess_reset::handle(&ports, request).await }
-        })
+    macro_rules! routes {
+        ($router:expr, $($prefix:expr => $handler:path),+ $(,)?) => {{
+            let router = $router;
+            $(
+                let handler_ports = ports.clone();
+                let router = router.route($prefix, move |request| {
+                    let ports = handler_ports.clone();
+                    async move { $handler(&ports, request).await }
+                });
+            )+
+            router
+        }};
+    }
+    routes!(Router::default(),
+        reprocess_key::ROUTE => reprocess_key::handle,
+        reprocess_keys::ROUTE => reprocess_keys::handle,
+        reprocess_all::ROUTE => reprocess_all::handle,
+        reprocess_reset::ROUTE => reprocess_reset::handle,
+        reprocess_status::ROUTE => reprocess_status::handle,
+        admin::ROUTE => admin::handle,
+        transaction_execute::ROUTE => transaction_execute::handle,
+        access_fetch::ROUTE => access_fetch::handle,
+    )
 }
 
 async fn to_lambda_request(request: hyper::Request<hyper::body::Incoming>) -> Result<Request, hyper::Error> {

@@ -195,14 +195,18 @@ pub fn query_param(request: &Request, name: &str) -> Option<String> {
     form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
 }
 
-/// The body as JSON; API Gateway's base64 bodies arrive here already decoded.
-pub fn json_body<T: serde::de::DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
-    let bytes: &[u8] = match request.body() {
-        Body::Empty => b"",
+/// The body's bytes; API Gateway's base64 bodies arrive here already decoded.
+pub fn body_bytes(request: &Request) -> &[u8] {
+    match request.body() {
         Body::Text(text) => text.as_bytes(),
         Body::Binary(bytes) => bytes,
         _ => b"",
-    };
+    }
+}
+
+/// The body as JSON.
+pub fn json_body<T: serde::de::DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
+    let bytes = body_bytes(request);
     if bytes.is_empty() {
         return Err(bad("the body must be a JSON document"));
     }

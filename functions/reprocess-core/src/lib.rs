@@ -6,6 +6,7 @@
 //! functions share and nothing of the domain.
 
 pub mod adapters;
+pub mod admin;
 #[cfg(feature = "http")]
 pub mod api;
 pub mod config;

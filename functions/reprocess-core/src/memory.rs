@@ -93,6 +93,10 @@ impl ConfigStore for Memory {
         self.state.lock().unwrap().configs.insert(unit.clone(), config.clone());
         Ok(())
     }
+
+    async fn delete(&self, unit: &StorageUnit) -> Result<bool, BackendError> {
+        Ok(self.state.lock().unwrap().configs.remove(unit).is_some())
+    }
 }
 
 #[async_trait]
@@ -156,6 +160,10 @@ impl ContentStore for Memory {
         let mut state = self.state.lock().unwrap();
         let stored = state.content.get_mut(&(item.storage_unit.clone(), item.scope.clone()));
         Ok(stored.is_some_and(|stored| stored.remove(&item.key).is_some()))
+    }
+
+    async fn get(&self, item: &ItemRef) -> Result<Option<Value>, BackendError> {
+        Ok(self.get_many(std::slice::from_ref(item)).await?.remove(item))
     }
 }
 
@@ -283,6 +291,11 @@ impl QueueStore for Memory {
         let next = (items.len() == limit as usize).then(|| items.last().map(|(key, _)| key.clone())).flatten();
         Ok(Page { items: items.into_iter().map(|(_, item)| item).collect(), next })
     }
+
+    async fn count_in_state(&self, unit: &StorageUnit, wanted: ItemState) -> Result<u64, BackendError> {
+        let state = self.state.lock().unwrap();
+        Ok(state.items.values().filter(|item| item.item.storage_unit == *unit && item.state == wanted).count() as u64)
+    }
 }
 
 #[async_trait]
@@ -295,6 +308,14 @@ impl ExpansionStore for Memory {
 
     async fn get(&self, unit: &StorageUnit, id: &str) -> Result<Option<Expansion>, BackendError> {
         Ok(self.state.lock().unwrap().expansions.get(&(unit.clone(), id.to_owned())).cloned())
+    }
+
+    async fn list(&self, unit: &StorageUnit) -> Result<Vec<Expansion>, BackendError> {
+        let state = self.state.lock().unwrap();
+        let mut expansions: Vec<Expansion> =
+            state.expansions.values().filter(|expansion| expansion.storage_unit == *unit).cloned().collect();
+        expansions.sort_by_key(|expansion| expansion.started_at);
+        Ok(expansions)
     }
 
     async fn advance(

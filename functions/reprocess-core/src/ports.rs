@@ -37,6 +37,8 @@ impl Clock for SystemClock {
 pub trait ConfigStore: Send + Sync {
     async fn get(&self, unit: &StorageUnit) -> Result<Option<UnitConfig>, BackendError>;
     async fn put(&self, unit: &StorageUnit, config: &UnitConfig) -> Result<(), BackendError>;
+    /// Deletes the configuration; false when there was none.
+    async fn delete(&self, unit: &StorageUnit) -> Result<bool, BackendError>;
 }
 
 /// Stored documents, one entry per (storage unit, scope, key). Keys are spread over
@@ -64,6 +66,7 @@ pub trait ContentStore: Send + Sync {
     async fn put(&self, item: &ItemRef, content: &Value, only_if_absent: bool) -> Result<(), Error>;
     /// Deletes the content; false when it was not stored.
     async fn delete(&self, item: &ItemRef) -> Result<bool, BackendError>;
+    async fn get(&self, item: &ItemRef) -> Result<Option<Value>, BackendError>;
 }
 
 /// What `QueueStore::enqueue` did to the item.
@@ -143,6 +146,8 @@ pub trait QueueStore: Send + Sync {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<Page<QueueItem>, BackendError>;
+    /// How many of the unit's items are in `state`, read from the same index.
+    async fn count_in_state(&self, unit: &StorageUnit, state: ItemState) -> Result<u64, BackendError>;
 }
 
 /// Progress records of `reprocess/all` expansions.
@@ -150,6 +155,8 @@ pub trait QueueStore: Send + Sync {
 pub trait ExpansionStore: Send + Sync {
     async fn create(&self, expansion: &Expansion) -> Result<(), BackendError>;
     async fn get(&self, unit: &StorageUnit, id: &str) -> Result<Option<Expansion>, BackendError>;
+    /// The unit's expansions, oldest first.
+    async fn list(&self, unit: &StorageUnit) -> Result<Vec<Expansion>, BackendError>;
     /// Moves one shard from `page` to `next` (`None`: the shard is done) and counts the keys
     /// that page queued, if the shard is still at `page`. False when another delivery of the
     /// same page got there first.

@@ -154,16 +154,20 @@ impl Ports {
         // writes to one unit keep the last.
         self.config.put(unit, &config).await?;
         if running {
-            let release = WorkMessage::ReleaseWaiting { storage_unit: unit.clone(), cursor: None };
-            let passes = [
-                Outgoing::now(release.clone()),
-                Outgoing { message: release, delay_seconds: LATE_RELEASE_DELAY_SECONDS },
-            ];
-            if !self.work.send(&passes).await?.is_empty() {
-                return Err(unavailable("sending the release of waiting items").into());
-            }
+            self.release_waiting(unit).await?;
         }
         info!(storage_unit = %unit, running, "job switched");
+        Ok(())
+    }
+
+    /// Starts the background release of the unit's waiting items, with a second pass later.
+    pub(crate) async fn release_waiting(&self, unit: &StorageUnit) -> Result<(), Error> {
+        let release = WorkMessage::ReleaseWaiting { storage_unit: unit.clone(), cursor: None };
+        let passes =
+            [Outgoing::now(release.clone()), Outgoing { message: release, delay_seconds: LATE_RELEASE_DELAY_SECONDS }];
+        if !self.work.send(&passes).await?.is_empty() {
+            return Err(unavailable("sending the release of waiting items").into());
+        }
         Ok(())
     }
 

@@ -153,10 +153,41 @@ impl ConfigStore for Dynamo {
             .map_err(|error| classify(OP, &error))?;
         Ok(())
     }
+
+    async fn delete(&self, unit: &StorageUnit) -> Result<bool, BackendError> {
+        let output = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.config)
+            .key("storageUnit", s(unit.as_str()))
+            .key("record", s(CONFIG_RECORD))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|error| classify("deleting a storage unit's configuration", &error))?;
+        Ok(output.attributes.is_some_and(|attributes| !attributes.is_empty()))
+    }
 }
 
 fn shard_attribute(shard: u16) -> String {
     format!("p{shard:02}")
+}
+
+fn parse_expansion(unit: &StorageUnit, id: &str, item: &Attributes) -> Result<Expansion, BackendError> {
+    const OP: &str = "reading an expansion";
+    let scope = get_s(item, "scope").and_then(|scope| Scope::parse(scope).ok()).ok_or_else(|| corrupt(OP, "scope"))?;
+    let shard_pages = (0..CONTENT_SHARDS)
+        .map(|shard| get_n::<i64>(item, &shard_attribute(shard)).map(|page| u32::try_from(page).ok()))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| corrupt(OP, "shard page"))?;
+    Ok(Expansion {
+        id: id.to_owned(),
+        storage_unit: unit.clone(),
+        scope,
+        started_at: get_n(item, "startedAt").unwrap_or_default(),
+        shard_pages,
+        keys_queued: get_n(item, "keysQueued").unwrap_or_default(),
+    })
 }
 
 #[async_trait]
@@ -192,23 +223,39 @@ impl ExpansionStore for Dynamo {
             .send()
             .await
             .map_err(|error| classify(OP, &error))?;
-        let Some(item) = output.item else {
-            return Ok(None);
-        };
-        let scope =
-            get_s(&item, "scope").and_then(|scope| Scope::parse(scope).ok()).ok_or_else(|| corrupt(OP, "scope"))?;
-        let shard_pages = (0..CONTENT_SHARDS)
-            .map(|shard| get_n::<i64>(&item, &shard_attribute(shard)).map(|page| u32::try_from(page).ok()))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| corrupt(OP, "shard page"))?;
-        Ok(Some(Expansion {
-            id: id.to_owned(),
-            storage_unit: unit.clone(),
-            scope,
-            started_at: get_n(&item, "startedAt").unwrap_or_default(),
-            shard_pages,
-            keys_queued: get_n(&item, "keysQueued").unwrap_or_default(),
-        }))
+        output.item.map(|item| parse_expansion(unit, id, &item)).transpose()
+    }
+
+    async fn list(&self, unit: &StorageUnit) -> Result<Vec<Expansion>, BackendError> {
+        const OP: &str = "listing expansions";
+        let mut expansions = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.config)
+                .key_condition_expression("storageUnit = :unit AND begins_with(#record, :prefix)")
+                .expression_attribute_names("#record", "record")
+                .expression_attribute_values(":unit", s(unit.as_str()))
+                .expression_attribute_values(":prefix", s(EXPANSION_PREFIX))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|error| classify(OP, &error))?;
+            for item in output.items.unwrap_or_default() {
+                let record = get_s(&item, "record").unwrap_or_default();
+                let id = record.strip_prefix(EXPANSION_PREFIX).unwrap_or(record).to_owned();
+                expansions.push(parse_expansion(unit, &id, &item)?);
+            }
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        expansions.sort_by_key(|expansion| expansion.started_at);
+        Ok(expansions)
     }
 
     async fn advance(
@@ -426,6 +473,22 @@ impl ContentStore for Dynamo {
             Err(error) if error.as_service_error().is_some_and(is_conditional_failure) => Ok(false),
             Err(error) => Err(classify("deleting content", &error)),
         }
+    }
+
+    async fn get(&self, item: &ItemRef) -> Result<Option<Value>, BackendError> {
+        const OP: &str = "reading stored content";
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.content)
+            .set_key(Some(content_key(item)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| classify(OP, &error))?;
+        let Some(stored) = output.item else { return Ok(None) };
+        let content = get_s(&stored, "content").ok_or_else(|| corrupt(OP, "content"))?;
+        serde_json::from_str(content).map(Some).map_err(|error| BackendError::unexpected(OP, error.to_string()))
     }
 }
 
@@ -787,5 +850,32 @@ impl QueueStore for Dynamo {
             .map_err(|error| classify(OP, &error))?;
         let items = output.items.unwrap_or_default().iter().map(parse_item).collect::<Result<Vec<_>, _>>()?;
         Ok(Page { items, next: output.last_evaluated_key.as_ref().and_then(encode_cursor) })
+    }
+
+    // Limitation: a count reads the whole (unit, state) slice of the index, a page per
+    // megabyte; fine for a status page, costly to poll on units with millions of items.
+    async fn count_in_state(&self, unit: &StorageUnit, state: ItemState) -> Result<u64, BackendError> {
+        const OP: &str = "counting queue items";
+        let mut count = 0u64;
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.queue)
+                .index_name(STATE_INDEX)
+                .key_condition_expression("unitState = :unitState")
+                .expression_attribute_values(":unitState", s(unit_state(unit, state)))
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|error| classify(OP, &error))?;
+            count += output.count.max(0) as u64;
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                return Ok(count);
+            }
+        }
     }
 }
