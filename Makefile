@@ -3,6 +3,10 @@ SHELL := bash
 
 .PHONY: test dev bench build deploy localstack-stop
 
+## The whole service locally on LocalStack, with a demo storage unit; PORT picks the port.
+dev:
+	@scripts/dev.sh
+
 ## Every test, against a LocalStack this starts (and stops) itself.
 test:
 	@scripts/test.sh

@@ -245,6 +245,17 @@ impl TestBed {
         self.sqs.send_message().queue_url(&self.queue_url).message_body(body).send().await.unwrap();
     }
 
+    /// Every route served over plain HTTP by the local gateway; answers its base URL. The
+    /// server stops when the answer's sender is dropped.
+    pub async fn gateway(&self) -> Gateway {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let router = local_gateway::api_routes(Arc::new(self.backends.ports.clone()));
+        let address = local_gateway::spawn_server(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), router, stopped)
+            .await
+            .unwrap();
+        Gateway { base: format!("http://{address}"), http: reqwest::Client::new(), _stop: stop }
+    }
+
     pub async fn queue_depth(&self, queue_url: &str) -> usize {
         let output = self
             .sqs
@@ -257,6 +268,35 @@ impl TestBed {
             .await
             .unwrap();
         output.attributes.unwrap_or_default().values().filter_map(|count| count.parse::<usize>().ok()).sum()
+    }
+}
+
+pub struct Gateway {
+    pub base: String,
+    pub http: reqwest::Client,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Gateway {
+    /// Sends a request; answers the status and the JSON body.
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    pub async fn call_raw(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response =
+            self.http.request(method, format!("{}{path}", self.base)).body(body.to_owned()).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null))
     }
 }
 

@@ -1,9 +1,6 @@
 //! The five reprocess endpoints, driven by real API Gateway HTTP API 2.0 events and through
 //! plain HTTP, against the storage stack on LocalStack.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
 use integration_tests::TestBed;
 use integration_tests::events::HttpApiEvent;
 use lambda_http::{Body, Response};
@@ -246,19 +243,12 @@ async fn a_backend_outage_is_a_503_without_internals() {
     }
 }
 
-async fn gateway(bed: &TestBed) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let router = local_gateway::api_routes(Arc::new(bed.backends.ports.clone()));
-    let address = local_gateway::spawn_server(SocketAddr::from(([127, 0, 0, 1], 0)), router, stopped).await.unwrap();
-    (address, stop)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn through_plain_http_the_raw_path_is_decoded_exactly_once() {
     let bed = enabled_bed().await;
     bed.store("index", AWKWARD_KEY, json!({})).await;
-    let (address, _stop) = gateway(&bed).await;
-    let http = reqwest::Client::new();
+    let gateway = bed.gateway().await;
+    let (address, http) = (gateway.base.trim_start_matches("http://"), &gateway.http);
 
     let url = format!("http://{address}/reprocess/key/{}/{AWKWARD_KEY_ENCODED}/index", bed.unit);
     let response = http.get(&url).send().await.unwrap();

@@ -121,8 +121,12 @@ fn bad(field: &str, problem: impl std::fmt::Display) -> Error {
 impl UnitConfig {
     /// Parses and validates a configuration document, naming the field at fault.
     pub fn from_json(body: &[u8]) -> Result<Self, Error> {
-        let config: UnitConfig =
-            serde_json::from_slice(body).map_err(|error| Error::BadRequest(format!("configuration: {error}")))?;
+        let mut document = serde_json::Deserializer::from_slice(body);
+        let config: UnitConfig = serde_path_to_error::deserialize(&mut document).map_err(|error| {
+            let field = error.path().to_string();
+            let field = if field == "." { "configuration".to_owned() } else { field };
+            Error::BadRequest(format!("{field}: {}", error.inner()))
+        })?;
         config.validate()?;
         Ok(config)
     }
