@@ -103,7 +103,7 @@ async fn preconditions_answer_their_codes() {
 
     for body in [&body] {
         let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys, ["detail", "message"], "error bodies carry a code and a sentence only");
+        assert_eq!(keys, ["message", "detail"], "error bodies carry a code and a sentence only");
     }
 }
 
@@ -264,4 +264,32 @@ async fn through_plain_http_the_raw_path_is_decoded_exactly_once() {
 
     let response = http.put(format!("http://{address}/reprocess/reset/{}", bed.unit)).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 405);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reprocess_all_takes_a_scheduled_invocation_or_an_http_event_through_one_entry() {
+    let bed = enabled_bed().await;
+    let ports = &bed.backends.ports;
+    let invoke = |event: Value| async move {
+        let invocation: reprocess_all::Invocation = serde_json::from_value(event).expect("either kind parses");
+        reprocess_all::invoke(ports, invocation).await
+    };
+
+    let scheduled = invoke(json!({"storageUnit": bed.unit.as_str(), "scope": "index"})).await.unwrap();
+    assert_eq!(scheduled["message"], "OK");
+    assert!(scheduled["expansionId"].as_str().is_some());
+
+    let refused = invoke(json!({"storageUnit": "no such unit", "scope": "index"})).await.unwrap_err();
+    assert_eq!(refused.code, "BAD_REQUEST");
+    let refused = invoke(json!({"storageUnit": "missing-unit", "scope": "index"})).await.unwrap_err();
+    assert_eq!(refused.code, "STORAGE_UNIT_NOT_FOUND");
+
+    let event =
+        HttpApiEvent::new("GET", "/reprocess/all/{storageUnit}/{scope}", &format!("/reprocess/all/{}/index", bed.unit))
+            .path_parameter("storageUnit", bed.unit.as_str())
+            .path_parameter("scope", "index");
+    let answer = invoke(serde_json::from_str(&event.json()).unwrap()).await.unwrap();
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["message"], "OK");
 }

@@ -1,6 +1,5 @@
-use std::convert::Infallible;
-
-use lambda_http::{Error, service_fn};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use reprocess_all::Invocation;
 use reprocess_core::runtime::{Backends, init_tracing};
 
 #[tokio::main]
@@ -8,8 +7,8 @@ async fn main() -> Result<(), Error> {
     init_tracing();
     let backends = Backends::from_env().await?;
     let ports = &backends.ports;
-    lambda_http::run(service_fn(move |request| async move {
-        Ok::<_, Infallible>(reprocess_all::handle(ports, request).await)
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Invocation>| async move {
+        reprocess_all::invoke(ports, event.payload).await
     }))
     .await
 }

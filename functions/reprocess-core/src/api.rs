@@ -52,9 +52,14 @@ impl ApiError {
         }
     }
 
+    /// The contract's code for this error, such as `KEY_NOT_FOUND`.
+    pub fn code(&self) -> &'static str {
+        self.status_and_code().1
+    }
+
     /// The answer's sentence. A backend failure is told in the log, never to the caller: its
     /// details name tables, operations and AWS request ids.
-    fn detail(&self) -> String {
+    pub fn detail(&self) -> String {
         match self {
             Self::Domain(Error::Backend(BackendError::Unavailable { .. })) => {
                 "a backing service is throttling or unavailable; retry with backoff".into()
