@@ -11,6 +11,18 @@ dev:
 test:
 	@scripts/test.sh
 
+## AWS requests per item and side-by-side timings, on LocalStack.
+bench:
+	@scripts/bench.sh
+
+## Every function for Lambda (arm64, release) under target/lambda/.
+build:
+	@scripts/build.sh
+
+## Build, then deploy the stack with the SAM CLI; STACK_NAME and PARAMETERS as in the README.
+deploy:
+	@scripts/deploy.sh
+
 ## Stop a LocalStack left running by an interrupted run.
 localstack-stop:
 	@localstack/localstack.sh stop

@@ -4,6 +4,7 @@
 #   localstack/localstack.sh install   venv with pinned versions, in .localstack/ (idempotent)
 #   localstack/localstack.sh start     start on 127.0.0.1:$LOCALSTACK_PORT unless one already answers
 #   localstack/localstack.sh stop      stop it, if this script started it
+#   localstack/localstack.sh running   exit 0 when a LocalStack answers on the port
 #
 # LocalStack runs in host mode (no Docker engine here) with DynamoDB served by moto, because
 # LocalStack's own DynamoDB providers download a Java program at first use.
@@ -113,8 +114,9 @@ case "${1:-}" in
   install) install ;;
   start) start ;;
   stop) stop ;;
+  running) healthy ;;
   *)
-    echo "usage: $0 install|start|stop" >&2
+    echo "usage: $0 install|start|stop|running" >&2
     exit 2
     ;;
 esac
