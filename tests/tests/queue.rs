@@ -8,7 +8,7 @@ use integration_tests::TestBed;
 use integration_tests::webhook::{Answer, Webhook};
 use lambda_runtime::{Context, LambdaEvent};
 use reprocess_core::ports::{Change, Expect, Transition};
-use reprocess_core::queue::{ItemState, WorkMessage};
+use reprocess_core::queue::{ItemState, QueueItem, WorkMessage};
 use serde_json::{Value, json};
 
 const QUIET: Duration = Duration::from_secs(3);
@@ -45,6 +45,15 @@ where
         assert!(started.elapsed() < LIMIT, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Takes the item's lease as another worker would, for `millis`.
+async fn hold(bed: &TestBed, queued: &QueueItem, owner: &str, millis: i64) {
+    let now = bed.backends.ports.clock.now();
+    let expect = Expect::Takeable { token: queued.dispatch.token.clone(), now };
+    let take = Change::Assign { owner: owner.into(), lease_expires_at: now + millis, now };
+    let taken = bed.backends.ports.queue.transition(&queued.item, &expect, &take).await.unwrap();
+    assert!(matches!(taken, Transition::Applied(_)), "{owner} takes the lease: {taken:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -119,13 +128,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_holders_outcome_dropped() {
     let queued = bed.queue_item("index", "doc").await.unwrap();
 
     // A worker takes the lease for one second and dies.
-    let now = bed.backends.ports.clock.now();
-    let expect = Expect::Takeable { token: queued.dispatch.token.clone(), now };
-    let take = Change::Assign { owner: "dead-worker".into(), lease_expires_at: now + 1000, now };
-    assert!(matches!(
-        bed.backends.ports.queue.transition(&item, &expect, &take).await.unwrap(),
-        Transition::Applied(_)
-    ));
+    hold(&bed, &queued, "dead-worker", 1000).await;
 
     // While its lease lives, the dispatch is put back rather than run a second time at once.
     assert_eq!(bed.run_worker_once().await, 1);
@@ -299,10 +302,7 @@ async fn reset_takes_assigned_items_back_and_drops_the_old_outcome() {
     let queued = bed.queue_item("index", "doc").await.unwrap();
 
     // A worker holds the item and is stuck for a minute.
-    let now = bed.backends.ports.clock.now();
-    let expect = Expect::Takeable { token: queued.dispatch.token.clone(), now };
-    let take = Change::Assign { owner: "stuck-worker".into(), lease_expires_at: now + 60_000, now };
-    bed.backends.ports.queue.transition(&item, &expect, &take).await.unwrap();
+    hold(&bed, &queued, "stuck-worker", 60_000).await;
 
     let requeued = bed.backends.ports.reset(&bed.unit).await.unwrap();
     assert_eq!(requeued, 1);

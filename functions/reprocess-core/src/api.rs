@@ -14,6 +14,24 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::error::{BackendError, Error};
 
+/// The `main` of an HTTP function: logging and clients once per cold start, then every
+/// request to `$handler(&Ports, Request) -> Response<Body>`.
+#[macro_export]
+macro_rules! http_function_main {
+    ($handler:path) => {
+        #[::tokio::main]
+        async fn main() -> Result<(), ::lambda_http::Error> {
+            $crate::runtime::init_tracing();
+            let backends = $crate::runtime::Backends::from_env().await?;
+            let ports = &backends.ports;
+            ::lambda_http::run(::lambda_http::service_fn(move |request| async move {
+                Ok::<_, ::std::convert::Infallible>($handler(ports, request).await)
+            }))
+            .await
+        }
+    };
+}
+
 /// An error as the API answers it.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
