@@ -190,3 +190,26 @@ async fn completing_under_a_lease_taken_over_is_refused() {
     let late = world.ports.queue.transition(&world.item("doc"), &held_by_a, &Change::Remove).await.unwrap();
     assert!(matches!(late, Transition::Refused(Some(_))));
 }
+
+#[tokio::test]
+async fn an_item_whose_holder_died_while_the_job_is_stopped_waits() {
+    let world = World::new().await;
+    world.store("doc").await;
+    world.ports.queue_key(&world.item("doc")).await.unwrap();
+    let queued = world.ports.queue.get(&world.item("doc")).await.unwrap().unwrap();
+    let now = world.clock.now();
+    let take = Change::Assign { owner: "dead".into(), lease_expires_at: now + 1_000, now };
+    let takeable = Expect::Takeable { token: queued.dispatch.token.clone(), now };
+    world.ports.queue.transition(&world.item("doc"), &takeable, &take).await.unwrap();
+    world.ports.set_job_running(&world.unit, false).await.unwrap();
+    world.memory.take_sent();
+    world.clock.advance(2_000);
+
+    // The dispatch comes back after the holder died.
+    let failed = world.deliver(vec![Outgoing::now(WorkMessage::dispatch(&queued.item, &queued.dispatch))]).await;
+
+    assert!(failed.is_empty(), "the dispatch is not put back to bounce until the dead-letter queue");
+    let parked = world.ports.queue.get(&world.item("doc")).await.unwrap().unwrap();
+    assert_eq!((parked.state, parked.lease), (ItemState::Waiting, None));
+    assert_eq!(world.runs(), 0);
+}

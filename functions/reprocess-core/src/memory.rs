@@ -250,7 +250,10 @@ impl QueueStore for Memory {
                 current.lease = None;
                 current.run_again = false;
             }
-            Change::Park { .. } => current.state = ItemState::Waiting,
+            Change::Park { .. } => {
+                current.state = ItemState::Waiting;
+                current.lease = None;
+            }
             Change::Fail { error, .. } => {
                 current.state = ItemState::Failed;
                 current.last_error = Some(error.clone());

@@ -112,7 +112,7 @@ pub enum Change {
     /// A new dispatch in `state` (queued or waiting), lease released. `reset_attempts` starts a
     /// new life; otherwise the attempts so far still count against the limit.
     Redispatch { dispatch: Dispatch, state: ItemState, reset_attempts: bool, last_error: Option<String>, now: Millis },
-    /// The job is stopped: queued becomes waiting, keeping its dispatch.
+    /// The job is stopped: the item waits, keeping its dispatch, with no lease.
     Park { now: Millis },
     /// Permanent failure, or attempts spent; unless it was marked to run again.
     Fail { error: String, now: Millis },

@@ -164,7 +164,9 @@ impl Worker {
             let change = Change::Assign { owner: self.owner.clone(), lease_expires_at, now };
             (Expect::Takeable { token: dispatch.token.clone(), now }, change)
         } else {
-            (Expect::InState { token: dispatch.token.clone(), state: ItemState::Queued }, Change::Park { now })
+            // Takeable, not just queued: an item whose holder died while the job was stopped
+            // waits too, instead of its dispatch bouncing until the dead-letter queue.
+            (Expect::Takeable { token: dispatch.token.clone(), now }, Change::Park { now })
         };
         let transition = self.ports.queue.transition(&item, &expect, &change).await.map_err(|error| {
             warn!(%error, "lease not taken; the dispatch will be delivered again");

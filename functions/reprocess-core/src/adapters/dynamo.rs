@@ -29,6 +29,8 @@ use crate::ports::{
 };
 use crate::queue::{Dispatch, ItemState, Lease, Millis, QueueItem};
 
+// Limitation: one index partition per (unit, state); a unit with millions of waiting items
+// leans on DynamoDB's split-for-heat rather than on a sharded key like the content table's.
 pub const STATE_INDEX: &str = "byUnitState";
 const CONFIG_RECORD: &str = "config";
 const EXPANSION_PREFIX: &str = "expansion#";
@@ -788,6 +790,7 @@ impl QueueStore for Dynamo {
             }
             Change::Park { now } => {
                 update.state(unit, ItemState::Waiting, *now);
+                update.remove.extend(["leaseOwner", "leaseExpiresAt"]);
             }
             Change::Fail { error, now } => {
                 update.state(unit, ItemState::Failed, *now).set("lastError", s(error));
