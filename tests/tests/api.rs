@@ -293,3 +293,18 @@ async fn reprocess_all_takes_a_scheduled_invocation_or_an_http_event_through_one
     let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["message"], "OK");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_most_a_hundred_missing_keys_are_listed_and_all_are_counted() {
+    let bed = enabled_bed().await;
+    bed.store("index", "present", json!({})).await;
+    let mut keys: Vec<String> = (0..150).map(|n| format!("missing-{n}")).collect();
+    keys.push("present".into());
+
+    let event = keys_event(&bed, "POST", "index").body(&json!({ "keys": keys }).to_string());
+    let (status, body) = answer(reprocess_keys::handle(&bed.backends.ports, event.request()).await);
+
+    assert_eq!((status, &body["queued"]), (200, &json!(1)), "{body}");
+    assert_eq!(body["notFound"].as_array().unwrap().len(), 100);
+    assert_eq!(body["notFoundCount"], 150);
+}
