@@ -280,17 +280,10 @@ pub struct Gateway {
 impl Gateway {
     /// Sends a request; answers the status and the JSON body.
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request.body(body.to_string());
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        self.call_raw(method, path, &body.map(|body| body.to_string()).unwrap_or_default()).await
     }
 
+    /// Sends `body` as it is, well-formed or not.
     pub async fn call_raw(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let response =
