@@ -301,8 +301,8 @@ async fn reset_takes_assigned_items_back_and_drops_the_old_outcome() {
     bed.backends.ports.queue_key(&item).await.unwrap();
     let queued = bed.queue_item("index", "doc").await.unwrap();
 
-    // A worker holds the item and is stuck for a minute.
-    hold(&bed, &queued, "stuck-worker", 60_000).await;
+    // A worker holds the item and is stuck; its lease has two seconds left.
+    hold(&bed, &queued, "stuck-worker", 2_000).await;
 
     let requeued = bed.backends.ports.reset(&bed.unit).await.unwrap();
     assert_eq!(requeued, 1);

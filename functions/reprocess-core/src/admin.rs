@@ -81,12 +81,13 @@ impl Ports {
         self.config.get(unit).await?.ok_or_else(|| Error::StorageUnitNotFound(unit.clone()))
     }
 
-    /// Writes the whole configuration, already validated. Switching the job on here releases
-    /// what waits, as the job route does.
+    /// Writes the whole configuration, already validated. A configuration with the job running
+    /// releases whatever waits, as the job route does: after a stop, after a deletion, or
+    /// after an earlier write whose release was not sent. With nothing waiting it costs two
+    /// messages and an empty query.
     pub async fn put_config(&self, unit: &StorageUnit, config: &UnitConfig) -> Result<(), Error> {
-        let was_running = self.config.get(unit).await?.map(|old| old.reprocess_job.running);
         self.config.put(unit, config).await?;
-        if config.reprocess_job.running && was_running == Some(false) {
+        if config.reprocess_job.running {
             self.release_waiting(unit).await?;
         }
         info!(storage_unit = %unit, "configuration written");

@@ -15,6 +15,12 @@ pub const DEFAULT_LEASE_SECONDS: u32 = 60;
 pub const DEFAULT_RETRY_BASE_SECONDS: u32 = 10;
 pub const DEFAULT_WEBHOOK_TIMEOUT_MS: u64 = 10_000;
 const MAX_MODULES_PER_SCOPE: usize = 20;
+/// Longest lease: the worker's Lambda timeout (300 s in the template) less the time to read the
+/// content and record the outcome, so that a run never outlives the invocation that holds it.
+pub const MAX_LEASE_SECONDS: u32 = 240;
+/// Room within a lease, beside the modules' timeouts, for reading content and recording the
+/// outcome; the worker cuts a run off this long before its lease ends.
+pub const LEASE_MARGIN_MS: u64 = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -135,8 +141,8 @@ impl UnitConfig {
         if !(1..=100).contains(&self.max_attempts) {
             return Err(bad("maxAttempts", "must be 1 to 100"));
         }
-        if !(5..=900).contains(&self.lease_seconds) {
-            return Err(bad("leaseSeconds", "must be 5 to 900"));
+        if !(15..=MAX_LEASE_SECONDS).contains(&self.lease_seconds) {
+            return Err(bad("leaseSeconds", format!("must be 15 to {MAX_LEASE_SECONDS}")));
         }
         if self.retry_base_seconds > crate::queue::MAX_DELAY_SECONDS {
             return Err(bad("retryBaseSeconds", "must be 0 to 900"));
@@ -151,10 +157,13 @@ impl UnitConfig {
                 budget_ms += module.timeout_ms();
             }
             // A run that outlives its lease could overlap the run of a worker that took it over.
-            if budget_ms >= u64::from(self.lease_seconds) * 1000 {
+            if budget_ms + LEASE_MARGIN_MS > u64::from(self.lease_seconds) * 1000 {
                 return Err(bad(
                     &format!("modules.{scope}"),
-                    format!("the modules' timeouts add up to {budget_ms} ms, which must stay below leaseSeconds"),
+                    format!(
+                        "the modules' timeouts add up to {budget_ms} ms; with {LEASE_MARGIN_MS} ms to spare they must \
+                         fit in leaseSeconds"
+                    ),
                 ));
             }
         }

@@ -120,6 +120,11 @@ async fn a_dispatch_that_overtakes_its_items_write_is_delivered_again_and_an_old
     world.store("doc").await;
     world.ports.queue_key(&world.item("doc")).await.unwrap();
     let current = world.ports.queue.get(&world.item("doc")).await.unwrap().unwrap();
+    // A worker holds it, and a reset's new dispatch is sent ahead of the reset's write.
+    let now = world.clock.now();
+    let take = Change::Assign { owner: "a".into(), lease_expires_at: now + 30_000, now };
+    let takeable = Expect::Takeable { token: current.dispatch.token.clone(), now };
+    world.ports.queue.transition(&world.item("doc"), &takeable, &take).await.unwrap();
     let ahead = current.dispatch.next();
     let behind = crate::queue::Dispatch { token: "old".into(), seq: current.dispatch.seq - 1 };
 

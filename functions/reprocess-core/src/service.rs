@@ -141,7 +141,15 @@ impl Ports {
                 break;
             }
         }
-        let requeued = self.redispatch(assigned, ItemState::Assigned).await?;
+        // Each new dispatch is delayed until the old lease would have ended: the old worker's
+        // outcome is dropped at once, and no second worker runs the modules beside it.
+        let now = self.clock.now();
+        let requeued = self
+            .redispatch(assigned, ItemState::Assigned, |item| {
+                let left_ms = item.lease.as_ref().map_or(0, |lease| lease.expires_at - now).max(0);
+                ((left_ms as u64).div_ceil(1000) as u32).min(crate::queue::MAX_DELAY_SECONDS)
+            })
+            .await?;
         info!(storage_unit = %unit, requeued, "reset: assigned items queued again with new dispatches");
         Ok(requeued)
     }
@@ -216,7 +224,17 @@ impl Ports {
         // The writes that did succeed get their messages even when others failed, so no
         // item is left queued without one.
         report.queued = dispatches.len();
-        let unsent = self.send_dispatches(&dispatches, |_| 0).await?;
+        let unsent = match self.send_dispatches(&dispatches, |_| 0).await {
+            Ok(unsent) => unsent,
+            // Which batches went out is unknown: every dispatch is marked lost, and a lost one
+            // that was in fact sent is harmless (its message still matches the item).
+            Err(error) => {
+                for (item, dispatch) in &dispatches {
+                    self.forget_dispatch(item, dispatch).await;
+                }
+                return Err(error.into());
+            }
+        };
         for index in &unsent {
             let (item, dispatch) = &dispatches[*index];
             self.forget_dispatch(item, dispatch).await;
@@ -227,6 +245,11 @@ impl Ports {
         if !unsent.is_empty() {
             return Err(unavailable("sending dispatches").into());
         }
+        // The job may have started while these items were written as waiting, after its
+        // release passed them by.
+        if report.waiting > 0 && self.config.get(unit).await?.is_some_and(|config| config.reprocess_job.running) {
+            self.release_waiting(unit).await?;
+        }
         Ok(report)
     }
 
@@ -234,10 +257,17 @@ impl Ports {
     /// written so that no item is ever queued without a message. A message that arrives
     /// before its transition is committed carries a higher sequence than its item, and the
     /// worker puts it back for later.
-    pub async fn redispatch(&self, items: Vec<QueueItem>, from: ItemState) -> Result<usize, Error> {
+    pub async fn redispatch(
+        &self,
+        items: Vec<QueueItem>,
+        from: ItemState,
+        delay_seconds: impl Fn(&QueueItem) -> u32,
+    ) -> Result<usize, Error> {
         let next: Vec<(ItemRef, Dispatch)> =
             items.iter().map(|item| (item.item.clone(), item.dispatch.next())).collect();
-        let unsent: HashSet<usize> = self.send_dispatches(&next, |_| 0).await?.into_iter().collect();
+        let delays: Vec<u32> = items.iter().map(&delay_seconds).collect();
+        let unsent: HashSet<usize> =
+            self.send_dispatches_delayed(&next, |index| delays[index]).await?.into_iter().collect();
         let now = self.clock.now();
 
         let transitions = items.into_iter().zip(next).enumerate().filter(|(index, _)| !unsent.contains(index)).map(
@@ -272,14 +302,23 @@ impl Ports {
         dispatches: &[(ItemRef, Dispatch)],
         delay_seconds: impl Fn(&ItemRef) -> u32,
     ) -> Result<Vec<usize>, BackendError> {
+        self.send_dispatches_delayed(dispatches, |index| delay_seconds(&dispatches[index].0)).await
+    }
+
+    async fn send_dispatches_delayed(
+        &self,
+        dispatches: &[(ItemRef, Dispatch)],
+        delay_seconds: impl Fn(usize) -> u32,
+    ) -> Result<Vec<usize>, BackendError> {
         if dispatches.is_empty() {
             return Ok(Vec::new());
         }
         let messages: Vec<Outgoing> = dispatches
             .iter()
-            .map(|(item, dispatch)| Outgoing {
+            .enumerate()
+            .map(|(index, (item, dispatch))| Outgoing {
                 message: WorkMessage::dispatch(item, dispatch),
-                delay_seconds: delay_seconds(item),
+                delay_seconds: delay_seconds(index),
             })
             .collect();
         self.work.send(&messages).await

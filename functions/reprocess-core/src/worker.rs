@@ -5,12 +5,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::join_all;
 use serde_json::Value;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::config::UnitConfig;
+use crate::config::{LEASE_MARGIN_MS, UnitConfig};
 use crate::error::{BackendError, Error};
 use crate::expansion::EXPANSION_PAGE_SIZE;
 use crate::modules::{ModuleFailure, ModuleRunner, ProcessEvent};
@@ -154,37 +155,52 @@ impl Worker {
     ) -> Result<Option<Claimed>, ()> {
         let Some(config) = config else { return Err(()) };
         let Some(config) = config else {
-            info!("storage unit no longer exists; dispatch dropped");
+            // Marked lost, so that queueing the key once the unit exists again dispatches it.
+            let expect = Expect::InState { token: dispatch.token.clone(), state: ItemState::Queued };
+            let forgotten = self.ports.queue.transition(&item, &expect, &Change::ForgetDispatch).await;
+            info!(forgotten = forgotten.is_ok(), "storage unit no longer exists; dispatch dropped");
             return Ok(None);
         };
-        let now = self.ports.clock.now();
 
-        let (expect, change) = if config.reprocess_job.running {
-            let lease_expires_at = now + i64::from(config.lease_seconds) * 1000;
-            let change = Change::Assign { owner: self.owner.clone(), lease_expires_at, now };
-            (Expect::Takeable { token: dispatch.token.clone(), now }, change)
-        } else {
-            // Takeable, not just queued: an item whose holder died while the job was stopped
-            // waits too, instead of its dispatch bouncing until the dead-letter queue.
-            (Expect::Takeable { token: dispatch.token.clone(), now }, Change::Park { now })
-        };
-        let transition = self.ports.queue.transition(&item, &expect, &change).await.map_err(|error| {
-            warn!(%error, "lease not taken; the dispatch will be delivered again");
-        })?;
+        // A message sent just ahead of its item's transition is looked at again shortly, rather
+        // than left hidden for a whole visibility timeout.
+        for recheck in 0..=SENT_AHEAD_RECHECKS {
+            let now = self.ports.clock.now();
+            let (expect, change) = if config.reprocess_job.running {
+                let lease_expires_at = now + i64::from(config.lease_seconds) * 1000;
+                let change = Change::Assign { owner: self.owner.clone(), lease_expires_at, now };
+                (Expect::Takeable { token: dispatch.token.clone(), now }, change)
+            } else {
+                // Takeable, not just queued: an item whose holder died while the job was
+                // stopped waits too, instead of its dispatch bouncing to the dead-letter queue.
+                (Expect::Takeable { token: dispatch.token.clone(), now }, Change::Park { now })
+            };
+            let transition = self.ports.queue.transition(&item, &expect, &change).await.map_err(|error| {
+                warn!(%error, "lease not taken; the dispatch will be delivered again");
+            })?;
 
-        match transition {
-            Transition::Applied(Some(current)) if current.state == ItemState::Assigned => {
-                if current.attempts > 1 {
-                    info!(attempt = current.attempts, "lease taken over or retry begun");
+            match transition {
+                Transition::Applied(Some(current)) if current.state == ItemState::Assigned => {
+                    if current.attempts > 1 {
+                        info!(attempt = current.attempts, "lease taken over or retry begun");
+                    }
+                    return Ok(Some(Claimed { message_id, item: current, config }));
                 }
-                Ok(Some(Claimed { message_id, item: current, config }))
+                Transition::Applied(_) => {
+                    info!("job stopped; item waits until it is started");
+                    return Ok(None);
+                }
+                Transition::Refused(current) => match judge_refused(&dispatch, current.as_ref()) {
+                    Refusal::Drop => return Ok(None),
+                    Refusal::Later => return Err(()),
+                    Refusal::SentAhead if recheck < SENT_AHEAD_RECHECKS => {
+                        tokio::time::sleep(SENT_AHEAD_PAUSE).await;
+                    }
+                    Refusal::SentAhead => return Err(()),
+                },
             }
-            Transition::Applied(_) => {
-                info!("job stopped; item waits until it is started");
-                Ok(None)
-            }
-            Transition::Refused(current) => judge_refused(&dispatch, current.as_ref()).map(|()| None),
         }
+        Err(())
     }
 
     /// Reads the claimed items' content in one batch and runs their modules side by side.
@@ -213,9 +229,15 @@ impl Worker {
     }
 
     async fn run_one(&self, claim: &Claimed, content: Option<Value>) -> Outcome {
+        // The run ends before the lease does, so no other worker can take the item over while
+        // its modules still run here.
+        let lease_ends = claim.item.lease.as_ref().map_or(0, |lease| lease.expires_at);
+        let budget_ms = (lease_ends - self.ports.clock.now() - LEASE_MARGIN_MS as i64 / 2).max(0) as u64;
         let result = match content {
             None => Err(ModuleFailure::Permanent("content missing: the key is no longer stored in this scope".into())),
-            Some(content) => self.run_modules(claim, content).await,
+            Some(content) => tokio::time::timeout(Duration::from_millis(budget_ms), self.run_modules(claim, content))
+                .await
+                .unwrap_or_else(|_| Err(ModuleFailure::Retryable("the run was cut off before its lease ended".into()))),
         };
         match self.finish(claim, result).await {
             Ok(outcome) => outcome,
@@ -410,7 +432,7 @@ impl Worker {
             return Ok(());
         }
         let page = self.ports.queue.list_in_state(&unit, ItemState::Waiting, cursor, 100).await?;
-        let released = self.ports.redispatch(page.items, ItemState::Waiting).await?;
+        let released = self.ports.redispatch(page.items, ItemState::Waiting, |_| 0).await?;
         info!(released, "waiting items queued");
         if let Some(cursor) = page.next {
             let next = WorkMessage::ReleaseWaiting { storage_unit: unit, cursor: Some(cursor) };
@@ -443,30 +465,46 @@ fn message_unit(message: &WorkMessage) -> &StorageUnit {
     }
 }
 
+/// What becomes of a dispatch that could not be taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Done, stale or no longer runnable: delete the message.
+    Drop,
+    /// Another worker holds the item: deliver again after the visibility timeout.
+    Later,
+    /// Sent ahead of its item's transition, which is about to be written.
+    SentAhead,
+}
+
+const SENT_AHEAD_RECHECKS: u32 = 3;
+const SENT_AHEAD_PAUSE: Duration = Duration::from_millis(200);
+
 /// Why a dispatch could not be taken, and whether its message is worth a later delivery.
-fn judge_refused(dispatch: &Dispatch, current: Option<&QueueItem>) -> Result<(), ()> {
+fn judge_refused(dispatch: &Dispatch, current: Option<&QueueItem>) -> Refusal {
     let Some(current) = current else {
         info!("item already done; dispatch dropped");
-        return Ok(());
+        return Refusal::Drop;
     };
     if current.dispatch.token == dispatch.token {
         return match current.state {
             ItemState::Assigned => {
                 let owner = current.lease.as_ref().map_or("", |lease| lease.owner.as_str());
                 info!(lease_owner = owner, "another worker holds the lease; delivered again after it ends or expires");
-                Err(())
+                Refusal::Later
             }
-            ItemState::Queued => Err(()),
+            ItemState::Queued => Refusal::Later,
             ItemState::Waiting | ItemState::Failed => {
                 info!(state = current.state.as_str(), "dispatch no longer runnable; dropped");
-                Ok(())
+                Refusal::Drop
             }
         };
     }
-    if dispatch.seq > current.dispatch.seq {
-        info!(item_seq = current.dispatch.seq, "dispatch sent ahead of its item's transition; delivered again later");
-        return Err(());
+    // Only an assigned item (reset, retry, run again) or a waiting one (release) has a
+    // transition that a message can be sent ahead of.
+    if dispatch.seq > current.dispatch.seq && matches!(current.state, ItemState::Assigned | ItemState::Waiting) {
+        info!(item_seq = current.dispatch.seq, "dispatch sent ahead of its item's transition");
+        return Refusal::SentAhead;
     }
     info!(item_seq = current.dispatch.seq, "stale dispatch dropped");
-    Ok(())
+    Refusal::Drop
 }

@@ -27,6 +27,9 @@ pub(super) async fn process(
 ) -> Result<Option<Value>, ModuleFailure> {
     let body = serde_json::to_string(event).map_err(|error| ModuleFailure::Permanent(error.to_string()))?;
     let group_id = format!("{}/{}", event.storage_unit, event.scope);
-    sink.send_document(&settings.queue_url, body, &group_id, idempotency_key).await?;
+    let send = sink.send_document(&settings.queue_url, body, &group_id, idempotency_key);
+    tokio::time::timeout(std::time::Duration::from_millis(super::SQS_MODULE_TIMEOUT_MS), send)
+        .await
+        .map_err(|_| ModuleFailure::Retryable("the queue did not answer in time".into()))??;
     Ok(None)
 }
