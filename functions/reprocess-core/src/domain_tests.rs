@@ -218,3 +218,36 @@ async fn an_item_whose_holder_died_while_the_job_is_stopped_waits() {
     assert_eq!((parked.state, parked.lease), (ItemState::Waiting, None));
     assert_eq!(world.runs(), 0);
 }
+
+struct Sleeper;
+
+#[async_trait]
+impl ModuleRunner for Sleeper {
+    async fn process(&self, _: &Module, _: &ProcessEvent, _: &str) -> Result<Option<Value>, ModuleFailure> {
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        Ok(None)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_is_cut_off_before_its_lease_ends() {
+    let world = World::new().await;
+    let worker = Worker::new(world.ports.clone(), Arc::new(Sleeper), "worker-2".into());
+    world.store("doc").await;
+    world.ports.queue_key(&world.item("doc")).await.unwrap();
+    let sent = world.memory.take_sent();
+    let deliveries = sent
+        .into_iter()
+        .map(|outgoing| Delivery { message_id: "m".into(), body: serde_json::to_string(&outgoing.message).unwrap() })
+        .collect();
+
+    let started = tokio::time::Instant::now();
+    let failed = worker.process_batch(deliveries).await;
+
+    let lease = std::time::Duration::from_secs(u64::from(crate::config::DEFAULT_LEASE_SECONDS));
+    assert!(started.elapsed() < lease, "the run ended after {:?}, within its lease", started.elapsed());
+    assert!(failed.is_empty());
+    let item = world.ports.queue.get(&world.item("doc")).await.unwrap().unwrap();
+    assert_eq!(item.state, ItemState::Queued, "dispatched again for a later attempt");
+    assert!(item.last_error.as_deref().is_some_and(|error| error.contains("cut off")), "{item:?}");
+}
