@@ -410,10 +410,8 @@ impl ContentStore for Dynamo {
     ) -> Result<Page<Key>, BackendError> {
         const OP: &str = "listing stored keys";
         let partition = content_partition(unit, scope, shard);
-        let start = match cursor {
-            Some(after) => Some(HashMap::from([("partition".to_owned(), s(&partition)), ("key".to_owned(), s(after))])),
-            None => None,
-        };
+        let start =
+            cursor.map(|after| HashMap::from([("partition".to_owned(), s(&partition)), ("key".to_owned(), s(after))]));
         let output = self
             .client
             .query()
