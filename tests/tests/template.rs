@@ -14,27 +14,17 @@ const TEMPLATE: &str = include_str!("../../infra/template.yaml");
 fn needs() -> BTreeMap<&'static str, BTreeSet<(&'static str, &'static str)>> {
     let sends = ("sqs:SendMessage", "WorkQueue");
     let read_unit = ("dynamodb:GetItem", "ConfigTable");
+    // Existence checks, one conditional write per key (and a read when it is refused), sends.
+    let queues_keys = vec![
+        read_unit,
+        ("dynamodb:BatchGetItem", "ContentTable"),
+        ("dynamodb:UpdateItem", "QueueTable"),
+        ("dynamodb:GetItem", "QueueTable"),
+        sends,
+    ];
     let table = [
-        (
-            "ReprocessKeyFunction",
-            vec![
-                read_unit,
-                ("dynamodb:BatchGetItem", "ContentTable"),
-                ("dynamodb:UpdateItem", "QueueTable"),
-                ("dynamodb:GetItem", "QueueTable"),
-                sends,
-            ],
-        ),
-        (
-            "ReprocessKeysFunction",
-            vec![
-                read_unit,
-                ("dynamodb:BatchGetItem", "ContentTable"),
-                ("dynamodb:UpdateItem", "QueueTable"),
-                ("dynamodb:GetItem", "QueueTable"),
-                sends,
-            ],
-        ),
+        ("ReprocessKeyFunction", queues_keys.clone()),
+        ("ReprocessKeysFunction", queues_keys),
         ("ReprocessAllFunction", vec![read_unit, ("dynamodb:PutItem", "ConfigTable"), sends]),
         (
             "ReprocessResetFunction",

@@ -73,6 +73,14 @@ impl World {
         self.worker.process_batch(deliveries).await
     }
 
+    /// Takes the item's lease as `owner`, for `millis` from now.
+    async fn hold(&self, key: &str, token: &str, owner: &str, millis: i64) -> Transition {
+        let now = self.clock.now();
+        let take = Change::Assign { owner: owner.into(), lease_expires_at: now + millis, now };
+        let takeable = Expect::Takeable { token: token.to_owned(), now };
+        self.ports.queue.transition(&self.item(key), &takeable, &take).await.unwrap()
+    }
+
     fn runs(&self) -> usize {
         self.runs.0.lock().unwrap().len()
     }
@@ -121,10 +129,7 @@ async fn a_dispatch_that_overtakes_its_items_write_is_delivered_again_and_an_old
     world.ports.queue_key(&world.item("doc")).await.unwrap();
     let current = world.ports.queue.get(&world.item("doc")).await.unwrap().unwrap();
     // A worker holds it, and a reset's new dispatch is sent ahead of the reset's write.
-    let now = world.clock.now();
-    let take = Change::Assign { owner: "a".into(), lease_expires_at: now + 30_000, now };
-    let takeable = Expect::Takeable { token: current.dispatch.token.clone(), now };
-    world.ports.queue.transition(&world.item("doc"), &takeable, &take).await.unwrap();
+    world.hold("doc", &current.dispatch.token, "a", 30_000).await;
     let ahead = current.dispatch.next();
     let behind = crate::queue::Dispatch { token: "old".into(), seq: current.dispatch.seq - 1 };
 
@@ -175,19 +180,16 @@ async fn completing_under_a_lease_taken_over_is_refused() {
     world.store("doc").await;
     world.ports.queue_key(&world.item("doc")).await.unwrap();
     let queued = world.ports.queue.get(&world.item("doc")).await.unwrap().unwrap();
-    let now = world.clock.now();
-    let take = |owner: &str, now| Change::Assign { owner: owner.into(), lease_expires_at: now + 5_000, now };
-    let takeable = |now| Expect::Takeable { token: queued.dispatch.token.clone(), now };
+    let token = &queued.dispatch.token;
 
-    let first = world.ports.queue.transition(&world.item("doc"), &takeable(now), &take("a", now)).await.unwrap();
+    let first = world.hold("doc", token, "a", 5_000).await;
     assert!(matches!(first, Transition::Applied(_)));
-    let early =
-        world.ports.queue.transition(&world.item("doc"), &takeable(now + 1), &take("b", now + 1)).await.unwrap();
+    world.clock.advance(1);
+    let early = world.hold("doc", token, "b", 5_000).await;
     assert!(matches!(early, Transition::Refused(_)), "a live lease cannot be taken");
 
     world.clock.advance(6_000);
-    let later = world.clock.now();
-    let over = world.ports.queue.transition(&world.item("doc"), &takeable(later), &take("b", later)).await.unwrap();
+    let over = world.hold("doc", token, "b", 5_000).await;
     let Transition::Applied(Some(taken)) = over else { panic!("an expired lease is taken over: {over:?}") };
     assert_eq!(taken.attempts, 2);
 
@@ -202,10 +204,7 @@ async fn an_item_whose_holder_died_while_the_job_is_stopped_waits() {
     world.store("doc").await;
     world.ports.queue_key(&world.item("doc")).await.unwrap();
     let queued = world.ports.queue.get(&world.item("doc")).await.unwrap().unwrap();
-    let now = world.clock.now();
-    let take = Change::Assign { owner: "dead".into(), lease_expires_at: now + 1_000, now };
-    let takeable = Expect::Takeable { token: queued.dispatch.token.clone(), now };
-    world.ports.queue.transition(&world.item("doc"), &takeable, &take).await.unwrap();
+    world.hold("doc", &queued.dispatch.token, "dead", 1_000).await;
     world.ports.set_job_running(&world.unit, false).await.unwrap();
     world.memory.take_sent();
     world.clock.advance(2_000);

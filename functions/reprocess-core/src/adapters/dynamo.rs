@@ -591,6 +591,20 @@ impl Dynamo {
         }
     }
 
+    /// A query of the unit's items in one state, on the state index.
+    fn state_query(
+        &self,
+        unit: &StorageUnit,
+        state: ItemState,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.tables.queue)
+            .index_name(STATE_INDEX)
+            .key_condition_expression("unitState = :unitState")
+            .expression_attribute_values(":unitState", s(unit_state(unit, state)))
+    }
+
     async fn mark_run_again(&self, id: &str, token: &str, now: Millis) -> Result<bool, BackendError> {
         let result = self
             .client
@@ -838,12 +852,7 @@ impl QueueStore for Dynamo {
         const OP: &str = "listing queue items";
         let start = cursor.as_deref().map(decode_cursor).transpose()?;
         let output = self
-            .client
-            .query()
-            .table_name(&self.tables.queue)
-            .index_name(STATE_INDEX)
-            .key_condition_expression("unitState = :unitState")
-            .expression_attribute_values(":unitState", s(unit_state(unit, state)))
+            .state_query(unit, state)
             .limit(limit as i32)
             .set_exclusive_start_key(start)
             .send()
@@ -861,12 +870,7 @@ impl QueueStore for Dynamo {
         let mut start = None;
         loop {
             let output = self
-                .client
-                .query()
-                .table_name(&self.tables.queue)
-                .index_name(STATE_INDEX)
-                .key_condition_expression("unitState = :unitState")
-                .expression_attribute_values(":unitState", s(unit_state(unit, state)))
+                .state_query(unit, state)
                 .select(aws_sdk_dynamodb::types::Select::Count)
                 .set_exclusive_start_key(start)
                 .send()
